@@ -1,9 +1,10 @@
 /* loupe/store.h — the activation store: what a harvest writes and what SAE
  * training reads. A store is a directory:
  *
- *   DIR/manifest.json          format, version, model, data, sha256s, ctx,
- *                              hooks [{name, d, dtype, shards:[{file,rows}]}],
- *                              count (rows per hook), tokens file
+ *   DIR/manifest.json          format, version, model, data, sha256s, ctx, dtype,
+ *                              count (rows per hook), d (when all hooks share it),
+ *                              hooks [{name, d, dir, shards:[{file,rows}]}],
+ *                              tokens file, lp_store_set_meta keys, created_by
  *   DIR/<hook>/shard_NNNNN.bin raw little-endian rows of d values (f32 or bf16)
  *   DIR/tokens.bin             per row: int32 token id, int32 document, int32 position
  *
@@ -44,21 +45,26 @@ typedef struct {
 /* Creates DIR (must be empty or absent); writes shards as rows arrive and the
  * manifest on close. Memory stays bounded by one shard buffer per hook. */
 int lp_store_create(lp_store_writer **w, const char *dir, const lp_store_spec *spec);
-/* Append n rows: acts[h] points to n*d_h floats for hook h; tok/doc/pos n each. */
+/* Append n rows: acts[h] points to n*d_h floats for hook h; tok/doc/pos n each
+ * (a NULL tok, doc or pos is stored as zeros). bf16 stores round to nearest even. */
 int lp_store_append(lp_store_writer *w, int64_t n, const float *const *acts, const int32_t *tok,
                     const int32_t *doc, const int32_t *pos);
-/* Extra manifest fields (string values), e.g. "segment_names". */
+/* Extra manifest fields (string values), e.g. "segment_names". A value that is
+ * a plain integer is stored as a JSON number; setting a key again replaces it;
+ * the manifest's own keys (format, count, hooks, ...) are refused. */
 int lp_store_set_meta(lp_store_writer *w, const char *key, const char *value);
 /* Flush, write manifest.json atomically, free. On error the directory is
  * left without a manifest (so it can never be read as a complete store). */
 int lp_store_close(lp_store_writer *w);
+/* Free without a manifest, removing the files written (and DIR if created). */
 void lp_store_abort(lp_store_writer *w);
 
 /* ---- reading --------------------------------------------------------------- */
 typedef struct lp_store lp_store;
 
 /* Open a store for one hook (hook may be NULL when the store has exactly one).
- * Validates the manifest against the shard files' sizes. */
+ * Validates the manifest against the shard files' sizes. Reading functions
+ * may be called from several threads at once on one lp_store. */
 int lp_store_open(lp_store **s, const char *dir, const char *hook);
 void lp_store_close_reader(lp_store *s);
 int64_t lp_store_count(const lp_store *s);
