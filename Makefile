@@ -3,10 +3,10 @@
 # SANITIZE=1 builds with AddressSanitizer + UBSan into build-asan/.
 
 CC      ?= cc
-OPT     ?= -O2 -march=x86-64-v2 -mtune=native
+OPT     ?= -O3 -march=native -fno-math-errno
 ifeq ($(SANITIZE),1)
 BUILD   ?= build-asan
-OPT      = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
+OPT      = -O1 -g -fno-omit-frame-pointer -fno-math-errno -fsanitize=address,undefined
 LDSAN    = -fsanitize=address,undefined
 else
 BUILD   ?= build

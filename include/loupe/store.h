@@ -62,7 +62,8 @@ void lp_store_abort(lp_store_writer *w);
 /* ---- reading --------------------------------------------------------------- */
 typedef struct lp_store lp_store;
 
-/* Open a store for one hook (hook may be NULL when the store has exactly one).
+/* Open a store for one hook (hook may be NULL when the store has exactly one;
+ * "" opens the first hook).
  * Validates the manifest against the shard files' sizes. Reading functions
  * may be called from several threads at once on one lp_store. */
 int lp_store_open(lp_store **s, const char *dir, const char *hook);
@@ -73,6 +74,12 @@ const char *lp_store_hook(const lp_store *s);
 const char *lp_store_model(const lp_store *s);     /* manifest "model" */
 const char *lp_store_data(const lp_store *s);      /* manifest "data" */
 int64_t lp_store_data_tokens(const lp_store *s);   /* manifest "tokens_consumed" or count */
+/* The store directory as opened. */
+const char *lp_store_dir(const lp_store *s);
+/* An integer manifest field (e.g. "data_bytes_consumed"), or def. */
+int64_t lp_store_meta_int(const lp_store *s, const char *key, int64_t def);
+/* Comma-separated names of every hook in the store. */
+int lp_store_hook_names(const lp_store *s, char *buf, size_t n);
 /* Manifest JSON text as stored (for `loupe store info`). */
 const char *lp_store_manifest_text(const lp_store *s);
 

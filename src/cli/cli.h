@@ -33,5 +33,8 @@ int cmd_harvest(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_sae(int argc, char **argv);
 
 #endif

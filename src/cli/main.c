@@ -43,6 +43,9 @@ static const struct {
     {"generate", cmd_generate, "generate text from a prompt (greedy, temperature, top-p)"},
     {"harvest", cmd_harvest, "run a model over text and store hook activations"},
     {"store", cmd_store, "inspect an activation store (store info DIR)"},
+    {"train", cmd_train, "train SAEs on an activation store (one per seed)"},
+    {"eval", cmd_eval, "evaluate an SAE: reconstruction, sparsity, LM loss with the SAE spliced in"},
+    {"sae", cmd_sae, "inspect an SAE directory (sae info DIR)"},
     {"convert", cmd_convert, "convert a model (llama2.c checkpoint -> Hugging Face directory)"},
     {"demo", cmd_demo, "the main job on the shipped default model"},
 };

@@ -31,12 +31,14 @@ void lp_sae_adam_step(lp_sae *s, lp_sae *g, lp_sae *m, lp_sae *v, const lp_adam 
                 float *pr = P + (int64_t)f * d, *gr = G + (int64_t)f * d;
                 if (nd) { /* remove the gradient component parallel to the row */
                     float dot = 0;
+#pragma omp simd reduction(+ : dot)
                     for (int i = 0; i < d; i++) dot += gr[i] * pr[i];
                     for (int i = 0; i < d; i++) gr[i] -= dot * pr[i];
                 }
                 adam1(pr, gr, M + (int64_t)f * d, V + (int64_t)f * d, d, b1, b2, step, bc2s, eps);
                 if (nd) {
                     float ss = 0;
+#pragma omp simd reduction(+ : ss)
                     for (int i = 0; i < d; i++) ss += pr[i] * pr[i];
                     float inv = ss > 0 ? 1.0f / sqrtf(ss) : 0.0f;
                     for (int i = 0; i < d; i++) pr[i] *= inv;

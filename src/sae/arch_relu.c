@@ -22,6 +22,7 @@ static double relu_penalty(const lp_sae *s, const lp_sae_codes *c, int B, float 
     for (int64_t j = 0; j < nnz; j++) {
         const float *w = Wd + (int64_t)c->idx[j] * d;
         float nrm = 0;
+#pragma omp simd reduction(+ : nrm)
         for (int i = 0; i < d; i++) nrm += w[i] * w[i];
         nrm = sqrtf(nrm);
         pen += (double)lam * c->val[j] * nrm;

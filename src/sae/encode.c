@@ -37,21 +37,107 @@ void lp_codes_free(lp_sae_codes *c) {
     memset(c, 0, sizeof *c);
 }
 
-/* sift-down in a min-heap of (value, index) */
-static void heap_down(float *hv, int32_t *hi, int n, int i) {
-    for (;;) {
-        int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && hv[l] < hv[m]) m = l;
-        if (r < n && hv[r] < hv[m]) m = r;
-        if (m == i) return;
-        float tv = hv[i];
-        hv[i] = hv[m];
-        hv[m] = tv;
-        int32_t ti = hi[i];
-        hi[i] = hi[m];
-        hi[m] = ti;
-        i = m;
+/* k-th largest (1-based) of a[0..n) by quickselect; reorders a. */
+static float kth_largest(float *a, int n, int k) {
+    int lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        /* median of three as pivot, descending order */
+        float x = a[lo], y = a[mid], z = a[hi];
+        float piv = (x > y) ? ((y > z) ? y : (x > z ? z : x)) : ((x > z) ? x : (y > z ? z : y));
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > piv) i++;
+            while (a[j] < piv) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else return a[want];
     }
+    return a[want];
+}
+
+enum { BLK = 16 };
+
+/* Top-k of relu(p + b) over allowed latents for one row, exact, in
+ * descending order (ties: lower latent first). Two vectorised passes: block
+ * maxima give a lower bound t0 on the k-th value (k blocks each hold a value
+ * >= their maximum); only blocks reaching t0 are scanned for candidates,
+ * and the k best candidates are then picked by quickselect. */
+static int topk_row(const float *p, const float *b, int F, int k, const uint8_t *mask, float *bm,
+                    float *tmp, float *cv, int32_t *ci, int32_t *oi, float *ov) {
+    const int nb = (F + BLK - 1) / BLK;
+    for (int q = 0; q < nb; q++) {
+        int f0 = q * BLK, m = F - f0 < BLK ? F - f0 : BLK;
+        float mx = 0.0f;
+        if (mask) {
+            for (int i = 0; i < m; i++) {
+                float v = p[f0 + i] + b[f0 + i];
+                if (mask[f0 + i] && v > mx) mx = v;
+            }
+        } else {
+#pragma omp simd reduction(max : mx)
+            for (int i = 0; i < m; i++) {
+                float v = p[f0 + i] + b[f0 + i];
+                mx = v > mx ? v : mx;
+            }
+        }
+        bm[q] = mx;
+    }
+    float t0 = 0.0f;
+    if (nb > k) {
+        memcpy(tmp, bm, (size_t)nb * sizeof(float));
+        t0 = kth_largest(tmp, nb, k);
+    }
+    int nc = 0;
+    for (int q = 0; q < nb; q++) {
+        if (!(bm[q] > 0.0f) || bm[q] < t0) continue;
+        int f0 = q * BLK, m = F - f0 < BLK ? F - f0 : BLK;
+        for (int i = 0; i < m; i++) {
+            float v = p[f0 + i] + b[f0 + i];
+            if (v > 0.0f && v >= t0 && (!mask || mask[f0 + i])) {
+                cv[nc] = v;
+                ci[nc] = f0 + i;
+                nc++;
+            }
+        }
+    }
+    int n = nc;
+    if (nc > k) {
+        memcpy(tmp, cv, (size_t)nc * sizeof(float));
+        float t1 = kth_largest(tmp, nc, k);
+        int above = 0;
+        for (int j = 0; j < nc; j++) above += cv[j] > t1;
+        int ties = k - above;
+        n = 0;
+        for (int j = 0; j < nc; j++)
+            if (cv[j] > t1 || (cv[j] == t1 && ties-- > 0)) {
+                cv[n] = cv[j];
+                ci[n] = ci[j];
+                n++;
+            }
+    }
+    /* insertion sort: descending value, ascending latent */
+    for (int j = 0; j < n; j++) {
+        float v = cv[j];
+        int32_t id = ci[j];
+        int t = j - 1;
+        while (t >= 0 && (ov[t] < v || (ov[t] == v && oi[t] > id))) {
+            ov[t + 1] = ov[t];
+            oi[t + 1] = oi[t];
+            t--;
+        }
+        ov[t + 1] = v;
+        oi[t + 1] = id;
+    }
+    return n;
 }
 
 int lp_select_topk_rows(const float *pre, const float *b_enc, int B, int F, int k,
@@ -60,51 +146,31 @@ int lp_select_topk_rows(const float *pre, const float *b_enc, int B, int F, int 
     int rc = lp_codes_reserve(c, B, (int64_t)B * k);
     if (rc) return rc;
     int64_t *cnt = c->rowptr + 1;
+    int failed = 0;
 #pragma omp parallel
     {
-        float hv[k > 0 ? k : 1];
-        int32_t hi[k > 0 ? k : 1];
+        int nb = (F + BLK - 1) / BLK;
+        float *bm = malloc((size_t)nb * sizeof(float));
+        float *tmp = malloc((size_t)F * sizeof(float));
+        float *cv = malloc((size_t)F * sizeof(float));
+        int32_t *ci = malloc((size_t)F * sizeof(int32_t));
+        if (!bm || !tmp || !cv || !ci) {
+#pragma omp atomic write
+            failed = 1;
+        } else {
 #pragma omp for schedule(static)
-        for (int b = 0; b < B; b++) {
-            const float *p = pre + (int64_t)b * F;
-            int n = 0;
-            for (int f = 0; f < F; f++) {
-                if (mask && !mask[f]) continue;
-                float v = p[f] + b_enc[f];
-                if (!(v > 0.0f)) continue;
-                if (n < k) {
-                    /* insert, sift up */
-                    int i = n++;
-                    hv[i] = v;
-                    hi[i] = f;
-                    while (i > 0 && hv[(i - 1) / 2] > hv[i]) {
-                        int par = (i - 1) / 2;
-                        float tv = hv[i];
-                        hv[i] = hv[par];
-                        hv[par] = tv;
-                        int32_t ti = hi[i];
-                        hi[i] = hi[par];
-                        hi[par] = ti;
-                        i = par;
-                    }
-                } else if (v > hv[0]) {
-                    hv[0] = v;
-                    hi[0] = f;
-                    heap_down(hv, hi, k, 0);
-                }
+            for (int b = 0; b < B; b++) {
+                int64_t base = (int64_t)b * k;
+                cnt[b] = topk_row(pre + (int64_t)b * F, b_enc, F, k, mask, bm, tmp, cv, ci, c->idx + base,
+                                  c->val + base);
             }
-            /* heap-sort into descending order at the row's slot */
-            int64_t base = (int64_t)b * k;
-            for (int m = n; m > 0; m--) {
-                c->idx[base + m - 1] = hi[0];
-                c->val[base + m - 1] = hv[0];
-                hv[0] = hv[m - 1];
-                hi[0] = hi[m - 1];
-                heap_down(hv, hi, m - 1, 0);
-            }
-            cnt[b] = n;
         }
+        free(bm);
+        free(tmp);
+        free(cv);
+        free(ci);
     }
+    if (failed) return lp_fail(LP_ERR_NOMEM, "top-k selection: out of memory");
     /* compact rows with fewer than k entries */
     c->rowptr[0] = 0;
     int64_t w = 0;

@@ -107,6 +107,7 @@ static void code_grad(const lp_sae_codes *c, const float *dX, int row0, const fl
         for (int64_t j = c->rowptr[b]; j < c->rowptr[b + 1]; j++) {
             const float *w = Wd + (int64_t)c->idx[j] * d;
             float acc = 0;
+#pragma omp simd reduction(+ : acc)
             for (int i = 0; i < d; i++) acc += g[i] * w[i];
             dval[j] = acc;
         }

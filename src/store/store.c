@@ -701,10 +701,10 @@ static int parse_manifest(lp_store *s, const cJSON *root, const char *mp, const 
             return lp_fail(LP_ERR_FORMAT,
                            "%s: hook '%s': shard rows add up to %s%" PRId64 ", \"count\" is %" PRId64,
                            mp, hn, total > s->count ? "more than " : "", total, s->count);
-        if (want ? !strcmp(want, hn) : idx == 0) found = h;
+        if (want && *want ? !strcmp(want, hn) : idx == 0) found = h;
         idx++;
     }
-    if (!want && idx > 1) {
+    if (!want && idx > 1) { /* "" asks for the first hook */
         char list[768];
         hook_list(hooks, list, sizeof list);
         return lp_fail(LP_ERR_ARG, "%s: store has %d hooks (%s); name the one to read", s->dir, idx,
@@ -953,5 +953,28 @@ int lp_store_tokens(const lp_store *s, int64_t start, int64_t n, int32_t *tok, i
         if (doc) memcpy(&doc[i], p + 4, 4);
         if (pos) memcpy(&pos[i], p + 8, 4);
     }
+    return LP_OK;
+}
+
+const char *lp_store_dir(const lp_store *s) { return s ? s->dir : ""; }
+
+int64_t lp_store_meta_int(const lp_store *s, const char *key, int64_t def) {
+    cJSON *j = s ? cJSON_Parse(s->text) : NULL;
+    const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, key) : NULL;
+    int64_t out = def;
+    if (cJSON_IsNumber(v)) out = (int64_t)v->valuedouble;
+    cJSON_Delete(j);
+    return out;
+}
+
+int lp_store_hook_names(const lp_store *s, char *buf, size_t n) {
+    cJSON *j = s ? cJSON_Parse(s->text) : NULL;
+    const cJSON *hooks = j ? cJSON_GetObjectItemCaseSensitive(j, "hooks") : NULL;
+    if (!cJSON_IsArray(hooks)) {
+        cJSON_Delete(j);
+        return lp_fail(LP_ERR_FORMAT, "store: manifest has no hooks");
+    }
+    hook_list(hooks, buf, n);
+    cJSON_Delete(j);
     return LP_OK;
 }
