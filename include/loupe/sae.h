@@ -60,6 +60,8 @@ typedef struct {
     /* provenance */
     char model[512], hook[128], dataset[512];
     int64_t tokens_trained;
+    int64_t dataset_bytes; /* bytes of `dataset` the training store was harvested from */
+    int context_size;      /* context length of that harvest */
     uint64_t seed;
 } lp_sae_config;
 

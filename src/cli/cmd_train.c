@@ -1,6 +1,7 @@
 /* cmd_train.c — `loupe train`: SAEs on an activation store, one per seed
  * (OUT/seedN/), from flags or a JSON config file; checkpoints and --resume. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,7 @@ int cmd_train(int argc, char **argv) {
         {"--k", 'i', &k, "32", "active latents per token (topk, batchtopk)"},
         {"--tokens", 'l', &tokens, "2000000", "training tokens (several passes over the store if needed)"},
         {"--batch", 'i', &batch, "1024", "tokens per step"},
-        {"--lr", 'f', &lr, "0.001", "Adam learning rate"},
+        {"--lr", 'f', &lr, "0", "Adam learning rate (0: auto, 4e-3 * sqrt(1024 / d_sae), at most 4e-3)"},
         {"--warmup", 'l', &warmup, "-1", "linear warm-up steps (-1: 1% of steps)"},
         {"--decay", 'f', &decay, "0.2", "linear decay to 0 over this final fraction of steps"},
         {"--l1", 'f', &l1, "5", "relu: L1 coefficient (weighted by decoder norms)"},
@@ -126,9 +127,11 @@ int cmd_train(int argc, char **argv) {
     snprintf(c.model, sizeof c.model, "%s", lp_store_model(st));
     snprintf(c.hook, sizeof c.hook, "%s", lp_store_hook(st));
     snprintf(c.dataset, sizeof c.dataset, "%s", lp_store_data(st));
+    c.dataset_bytes = lp_store_meta_int(st, "data_bytes_consumed", 0); /* absolute end offset */
+    c.context_size = (int)lp_store_meta_int(st, "ctx", 0);
     o.tokens = tokens;
     o.batch = batch;
-    o.lr = lr;
+    o.lr = lr > 0 ? lr : (d_sae > 1024 ? 4e-3f * sqrtf(1024.0f / (float)d_sae) : 4e-3f);
     o.warmup_steps = warmup;
     o.decay_frac = decay;
     o.init_sample = init_sample;
@@ -155,7 +158,7 @@ int cmd_train(int argc, char **argv) {
             "warmup=%lld decay=%g l1=%g l0=%g bandwidth=%g bdec_init=%s seeds=%s store=%s hook=%s rows=%lld "
             "format=%s threads=%d\n",
             lp_sae_arch_name(c.arch), c.d_in, c.d_sae, c.k, c.k_aux, (long long)c.dead_tokens, (long long)tokens,
-            batch, lr, (long long)warmup, decay, l1, l0, bw, bdec_s, seeds_s, store, lp_store_hook(st),
+            batch, o.lr, (long long)warmup, decay, l1, l0, bw, bdec_s, seeds_s, store, lp_store_hook(st),
             (long long)lp_store_count(st), fmt_s, lp_threads());
     char *seeds = strdup(seeds_s);
     rc = 0;

@@ -168,6 +168,8 @@ static void add_loupe_object(jb *b, cJSON *root, const lp_sae *s) {
     j_str(b, o, "model", c->model);
     j_str(b, o, "hook", c->hook);
     j_str(b, o, "dataset", c->dataset);
+    j_num(b, o, "dataset_bytes", (double)c->dataset_bytes);
+    j_num(b, o, "context_size", (double)c->context_size);
     j_flt(b, o, "l1_coeff", c->l1_coeff);
     j_flt(b, o, "l0_coeff", c->l0_coeff);
     j_flt(b, o, "jump_bandwidth", c->jump_bandwidth);
@@ -211,7 +213,8 @@ static cJSON *saelens_cfg(jb *b, const lp_sae *s) {
     j_bool(b, r, "finetuning_scaling_factor", 0);
     j_str(b, r, "normalize_activations", "none");
     j_str(b, r, "reshape_activations", "none");
-    j_null(b, r, "context_size");
+    if (c->context_size > 0) j_num(b, r, "context_size", (double)c->context_size);
+    else j_null(b, r, "context_size");
     j_str_or_null(b, r, "dataset_path", c->dataset);
     j_bool(b, r, "dataset_trust_remote_code", 1);
     j_bool(b, r, "prepend_bos", 1);
@@ -477,6 +480,12 @@ static int parse_loupe_object(const char *path, const cJSON *o, lp_sae_config *c
     v = 0;
     if ((rc = json_int(path, o, "tokens_trained", 0, (int64_t)1 << 53, 0, &v))) return rc;
     c->tokens_trained = v;
+    v = 0;
+    if ((rc = json_int(path, o, "dataset_bytes", 0, (int64_t)1 << 53, 0, &v))) return rc;
+    c->dataset_bytes = v;
+    v = 0;
+    if ((rc = json_int(path, o, "context_size", 0, (int64_t)1 << 30, 0, &v))) return rc;
+    c->context_size = (int)v;
     v = c->dead_tokens;
     if ((rc = json_int(path, o, "dead_tokens", 0, (int64_t)1 << 53, 0, &v))) return rc;
     c->dead_tokens = v;
