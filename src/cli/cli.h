@@ -36,5 +36,6 @@ int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sae(int argc, char **argv);
+int cmd_reproduce(int argc, char **argv);
 
 #endif

@@ -46,6 +46,7 @@ static const struct {
     {"train", cmd_train, "train SAEs on an activation store (one per seed)"},
     {"eval", cmd_eval, "evaluate an SAE: reconstruction, sparsity, LM loss with the SAE spliced in"},
     {"sae", cmd_sae, "inspect an SAE directory (sae info DIR)"},
+    {"reproduce", cmd_reproduce, "reproduce a paper's experiment and write a report"},
     {"convert", cmd_convert, "convert a model (llama2.c checkpoint -> Hugging Face directory)"},
     {"demo", cmd_demo, "the main job on the shipped default model"},
 };
