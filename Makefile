@@ -3,10 +3,10 @@
 # SANITIZE=1 builds with AddressSanitizer + UBSan into build-asan/.
 
 CC      ?= cc
-OPT     ?= -O3 -march=native -fno-math-errno
+OPT     ?= -O3 -march=native -fno-math-errno -fno-trapping-math
 ifeq ($(SANITIZE),1)
 BUILD   ?= build-asan
-OPT      = -O1 -g -fno-omit-frame-pointer -fno-math-errno -fsanitize=address,undefined
+OPT      = -O1 -g -fno-omit-frame-pointer -fno-math-errno -fno-trapping-math -fsanitize=address,undefined
 LDSAN    = -fsanitize=address,undefined
 else
 BUILD   ?= build
@@ -50,8 +50,24 @@ CFLAGS += -fopenmp
 LDLIBS += -fopenmp
 endif
 
+# optional: libcurl (the LLM explainer of loupe features), libmicrohttpd (loupe serve)
+ifneq ($(NO_CURL),1)
+HAVE_CURL := $(call have,-lcurl,curl/curl.h)
+endif
+ifeq ($(HAVE_CURL),1)
+CFLAGS += -DLP_HAVE_CURL
+LDLIBS += -lcurl
+endif
+ifneq ($(NO_MHD),1)
+HAVE_MHD := $(call have,-lmicrohttpd,microhttpd.h)
+endif
+ifeq ($(HAVE_MHD),1)
+CFLAGS += -DLP_HAVE_MHD
+LDLIBS += -lmicrohttpd
+endif
+
 yn = $(if $(filter 1,$(1)),✓,✗)
-$(info loupe build: $(call yn,$(HAVE_CJSON)) cJSON  $(call yn,$(HAVE_OPENBLAS)) OpenBLAS  $(call yn,$(HAVE_DNNL)) oneDNN (GEMM)  $(call yn,$(HAVE_OMP)) OpenMP  ✗ CUDA  -> $(BUILD)/)
+$(info loupe build: $(call yn,$(HAVE_CJSON)) cJSON  $(call yn,$(HAVE_OPENBLAS)) OpenBLAS  $(call yn,$(HAVE_DNNL)) oneDNN (GEMM)  $(call yn,$(HAVE_OMP)) OpenMP  $(call yn,$(HAVE_CURL)) libcurl  $(call yn,$(HAVE_MHD)) libmicrohttpd  ✗ CUDA  -> $(BUILD)/)
 
 # ---- sources -----------------------------------------------------------------
 LIB_SRC  := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
@@ -60,6 +76,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 HDRS     := $(wildcard include/loupe/*.h include/*.h src/*/*.h)
 
 all: $(BUILD)/libloupe.a $(BUILD)/loupe $(TEST_BIN)
@@ -75,6 +92,12 @@ $(BUILD)/libloupe.a: $(LIB_OBJ)
 $(BUILD)/loupe: $(CLI_OBJ) $(BUILD)/libloupe.a
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $(CLI_OBJ) $(BUILD)/libloupe.a $(LDLIBS)
 
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libloupe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(BUILD)/libloupe.a $(LDLIBS)
+
+bench: $(BENCH_BIN)
+
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libloupe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(BUILD)/libloupe.a $(LDLIBS)
@@ -85,4 +108,4 @@ test: all
 clean:
 	rm -rf build build-asan
 
-.PHONY: all test clean
+.PHONY: all test clean bench

@@ -7,6 +7,7 @@
  * Numerics follow llama2.c (float RMSNorm with eps inside the mean, float
  * RoPE angles, interleaved RoPE pairs) so greedy decoding matches it. */
 #include "loupe/model.h"
+#include "base/mathx.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@ struct lp_runner {
     float *rstd;                                          /* [N] */
     float *kcache, *vcache;                               /* [L, B, max_T, kv] */
     float *rope_cos, *rope_sin;                           /* [max_T, hs/2] */
-    float *att_scratch;                                   /* [threads, max_T] */
+    float *att_scratch;                                   /* [threads, 2hs+1, max_T+8] */
 };
 
 static int thread_id(void) {
@@ -61,7 +62,7 @@ int lp_runner_new(lp_runner **out, const lp_model *m, int max_B, int max_T) {
                 {&r->vcache, (size_t)c->n_layers * N * kv},
                 {&r->rope_cos, (size_t)max_T * half},
                 {&r->rope_sin, (size_t)max_T * half},
-                {&r->att_scratch, (size_t)r->nthreads * max_T}};
+                {&r->att_scratch, (size_t)r->nthreads * (2 * c->head_size + 1) * (max_T + 8)}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         size_t bytes;
         if (lp_mul_overflow(bufs[i].n, sizeof(float), &bytes) ||
@@ -71,6 +72,7 @@ int lp_runner_new(lp_runner **out, const lp_model *m, int max_B, int max_T) {
                            max_B, max_T);
         }
     }
+    memset(r->att_scratch, 0, (size_t)r->nthreads * (2 * c->head_size + 1) * (max_T + 8) * sizeof(float));
     for (int pos = 0; pos < max_T; pos++)
         for (size_t i = 0; i < half; i++) {
             float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_size);
@@ -133,43 +135,68 @@ static void rope_forward(float *x, const float *cosT, const float *sinT, int B, 
 }
 
 /* Causal grouped-query attention for T new positions per sequence:
- * out[B,T,H*hs]; q[B,T,H*hs]; kc/vc[B,max_T,Hkv*hs] hold positions 0..pos0+T-1. */
+ * out[B,T,H*hs]; q[B,T,H*hs]; kc/vc[B,max_T,Hkv*hs] hold positions 0..pos0+T-1.
+ * Work is split over (sequence, kv head); each task transposes its keys to
+ * [hs][n] once so that the scores of a query are computed as hs vectorised
+ * AXPYs over positions, the softmax uses the vectorisable lp_expf, and the
+ * values are transposed too so each output dimension is one dot product.
+ * scratch: per thread (2 hs + 1) * (max_T + 8) floats, zeroed once. */
 static void attention_forward(float *out, float *scratch, const float *q, const float *kc,
                               const float *vc, int B, int T, int pos0, int max_T, int H, int Hkv,
                               int hs, int nthreads) {
-    int group = H / Hkv, kvd = Hkv * hs;
-    float scale = 1.0f / sqrtf((float)hs);
+    const int group = H / Hkv, kvd = Hkv * hs, n_all = pos0 + T;
+    const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            float *att = scratch + (int64_t)thread_id() * max_T;
-            const float *kb = kc + (int64_t)b * max_T * kvd + (h / group) * hs;
-            const float *vb = vc + (int64_t)b * max_T * kvd + (h / group) * hs;
-            for (int t = 0; t < T; t++) {
-                const float *qt = q + ((int64_t)b * T + t) * H * hs + h * hs;
-                int n = pos0 + t + 1;
-                float mx = -INFINITY;
-                for (int s = 0; s < n; s++) {
-                    const float *ks = kb + (int64_t)s * kvd;
-                    float dot = 0.0f;
-                    for (int i = 0; i < hs; i++) dot += qt[i] * ks[i];
-                    att[s] = dot * scale;
-                    if (att[s] > mx) mx = att[s];
+        for (int g = 0; g < Hkv; g++) {
+            const int64_t ld = max_T + 8; /* row stride of the padded scratch */
+            float *kt = scratch + (int64_t)thread_id() * (2 * hs + 1) * ld;
+            float *vt = kt + (int64_t)hs * ld;
+            float *att = vt + (int64_t)hs * ld;
+            const float *kb = kc + (int64_t)b * max_T * kvd + g * hs;
+            const float *vb = vc + (int64_t)b * max_T * kvd + g * hs;
+            for (int s = 0; s < n_all; s++)
+                for (int i = 0; i < hs; i++) {
+                    kt[(int64_t)i * ld + s] = kb[(int64_t)s * kvd + i] * scale;
+                    vt[(int64_t)i * ld + s] = vb[(int64_t)s * kvd + i];
                 }
-                float sum = 0.0f;
-                for (int s = 0; s < n; s++) {
-                    att[s] = expf(att[s] - mx);
-                    sum += att[s];
+            for (int h = g * group; h < (g + 1) * group; h++)
+                for (int t = 0; t < T; t++) {
+                    const float *qt = q + ((int64_t)b * T + t) * H * hs + h * hs;
+                    const int n = pos0 + t + 1;
+                    /* scores in blocks of 8 positions kept in registers; the
+                     * block may run past n into stale (finite) scratch */
+                    for (int s0 = 0; s0 < n; s0 += 8) {
+                        float acc[8] = {0};
+                        for (int i = 0; i < hs; i++) {
+                            const float qi = qt[i], *kr = kt + (int64_t)i * ld + s0;
+                            for (int j = 0; j < 8; j++) acc[j] += qi * kr[j];
+                        }
+                        for (int j = 0; j < 8; j++) att[s0 + j] = acc[j];
+                    }
+                    /* run every loop over n8 = n rounded up to 8 (no scalar
+                     * epilogues): the padding scores get weight exactly 0 */
+                    const int n8 = (n + 7) & ~7;
+                    for (int s = n; s < n8; s++) att[s] = -INFINITY;
+                    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+                    for (int s = 0; s < n8; s++) mx = att[s] > mx ? att[s] : mx;
+#pragma omp simd
+                    for (int s = 0; s < n8; s++) att[s] = lp_expf(att[s] - mx);
+                    for (int s = n; s < n8; s++) att[s] = 0.0f;
+                    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+                    for (int s = 0; s < n8; s++) sum += att[s];
+                    const float inv = 1.0f / sum;
+                    float *o = out + ((int64_t)b * T + t) * H * hs + h * hs;
+                    for (int i = 0; i < hs; i++) {
+                        const float *vr = vt + (int64_t)i * ld;
+                        float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                        for (int s = 0; s < n8; s++) acc += att[s] * vr[s];
+                        o[i] = acc * inv;
+                    }
                 }
-                float inv = 1.0f / sum;
-                float *o = out + ((int64_t)b * T + t) * H * hs + h * hs;
-                for (int i = 0; i < hs; i++) o[i] = 0.0f;
-                for (int s = 0; s < n; s++) {
-                    float a = att[s] * inv;
-                    const float *vs = vb + (int64_t)s * kvd;
-                    for (int i = 0; i < hs; i++) o[i] += a * vs[i];
-                }
-            }
         }
 }
 
@@ -178,7 +205,7 @@ static void swiglu_forward(float *h1, const float *h3, int64_t n) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float a = h1[i];
-        h1[i] = a / (1.0f + expf(-a)) * h3[i];
+        h1[i] = a / (1.0f + lp_expf(-a)) * h3[i];
     }
 }
 

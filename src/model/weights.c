@@ -42,10 +42,11 @@ static int check_config(const lp_config *c, const char *path) {
                        "kv_heads=%d vocab=%d seq_len=%d)",
                        path, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
                        c->vocab_size, c->seq_len);
-    if (c->dim % c->n_heads || c->n_heads % c->n_kv_heads || (c->dim / c->n_heads) % 2)
+    if (c->dim % c->n_heads || c->n_heads % c->n_kv_heads || (c->dim / c->n_heads) % 2 ||
+        c->dim / c->n_heads > 256)
         return lp_fail(LP_ERR_FORMAT,
                        "%s: inconsistent heads (dim %d, heads %d, kv heads %d): need dim %% heads "
-                       "== 0, heads %% kv_heads == 0 and an even head size",
+                       "== 0, heads %% kv_heads == 0 and an even head size of at most 256",
                        path, c->dim, c->n_heads, c->n_kv_heads);
     return LP_OK;
 }
