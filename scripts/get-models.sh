@@ -23,10 +23,17 @@ fetch $HF/karpathy/tinyllamas/resolve/main/stories260K/tok512.bin models/tok512.
   037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312
 fetch $HF/karpathy/tinyllamas/resolve/main/stories260K/tok512.model models/tok512.model -
 # TinyStories: loupe's default corpus is the first 2 MiB of the training split
-if [ ! -f "$DEST/data/tinystories/train_sample.txt" ]; then
-  fetch $HF/datasets/roneneldan/TinyStories/resolve/main/TinyStoriesV2-GPT4-valid.txt data/tinystories/valid.txt -
-  head -c 2097152 "$DEST/data/tinystories/valid.txt" > "$DEST/data/tinystories/train_sample.txt"
+# (a byte-range request: the whole split is ~1.9 GB)
+ts=$DEST/data/tinystories/train_sample.txt
+if [ ! -f "$ts" ]; then
+  mkdir -p "$(dirname "$ts")"; echo "fetch data/tinystories/train_sample.txt (first 2 MiB)"
+  curl -fL --retry 3 -r 0-2097151 -o "$ts.part" $HF/datasets/roneneldan/TinyStories/resolve/main/TinyStories-train.txt
+  mv "$ts.part" "$ts"
+  echo "5352b299dcb1a32898b2d779b145b5a05f3e1265953fd21c264c9f9f9c9ae33d  $ts" | sha256sum -c --quiet 2>/dev/null ||
+    echo "note: train_sample.txt differs from the copy loupe's README numbers were measured on"
 fi
+python3 -c 1 2>/dev/null; five=$DEST/data/tinystories/five_stories.txt
+[ -f "$five" ] || awk 'BEGIN{RS="<\\|endoftext\\|>"; ORS="<|endoftext|>"} NR<=5' "$ts" > "$five"
 fetch https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt data/shakespeare/input.txt -
 fetch https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/test.jsonl data/gsm8k/test.jsonl -
 echo "done: $DEST (loupe finds it when ../shared/ is absent; or set LOUPE_SHARED=$DEST)"

@@ -30,4 +30,28 @@ typedef struct {
 int lp_harvest(const lp_model *m, const lp_tokenizer *tok, const lp_harvest_opts *o, const char *out_dir,
                lp_harvest_result *res);
 
+/* ---- generation harvest (harvest/generate.c) ------------------------------
+ * `loupe harvest --generate`: for each document of the data file, its first
+ * prompt_tokens tokens (after BOS) are the prompt; the model samples a
+ * continuation up to ctx tokens in all; the whole sequence is then run
+ * through the model and every non-BOS position stored, with a segment label
+ * per row (0 "prompt", 1 "generated") in the store's segments.bin/.json
+ * (loupe/segments.h). Documents shorter than the prompt are skipped. doc of a
+ * row is the sequence index, pos its position. */
+typedef struct {
+    lp_harvest_opts base; /* data_path gives the prompts; keep_bos is ignored */
+    int prompt_tokens;    /* prompt length after BOS (default 64) */
+    float temperature;    /* sampling temperature (default 1) */
+    float top_p;          /* nucleus (default 0.95) */
+    uint64_t seed;        /* sequence i samples with seed + i */
+} lp_harvest_gen_opts;
+
+typedef struct {
+    lp_harvest_result base;
+    int64_t sequences, prompt_rows, generated_rows;
+} lp_harvest_gen_result;
+
+int lp_harvest_generate(const lp_model *m, const lp_tokenizer *tok, const lp_harvest_gen_opts *o,
+                        const char *out_dir, lp_harvest_gen_result *res);
+
 #endif

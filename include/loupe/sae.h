@@ -39,7 +39,35 @@
 extern "C" {
 #endif
 
-enum { LP_SAE_RELU, LP_SAE_TOPK, LP_SAE_BATCHTOPK, LP_SAE_JUMPRELU, LP_SAE_ARCHS };
+/* The four core architectures come first (LP_SAE_ARCHS of them); the
+ * variants follow (LP_SAE_NARCH counts all):
+ *   hiertopk:  HierarchicalTopK (arXiv 2505.24473): TopK with k = K whose loss
+ *              averages the reconstructions of every prefix of the sorted codes,
+ *              L_rec = (1/B) Σ_b (1/K) Σ_{j=1..K} ‖xn_b − x̂_{b,j}‖²,
+ *              x̂_j = b_dec + Σ_{t≤j} v_t W_dec[idx_t] (v_1 ≥ v_2 ≥ …); a row with
+ *              n < K positive codes counts x̂_n for j > n. Inference at any k ≤ K.
+ *   kron:      KronSAE with mAND (arXiv 2505.22255): F = heads·m·n latents;
+ *              W_enc holds [P; Q] ([heads·m + heads·n, d]) and b_enc [b_p; b_q];
+ *              p = ReLU(P (xn − b_dec) + b_p), q = ReLU(Q (xn − b_dec) + b_q);
+ *              latent (g,i,j) = g·m·n + i·n + j is z = √(p_{g,i} q_{g,j}) when both
+ *              are > 0, else 0 (kron_and = LP_KRON_PRODUCT: z = p·q); TopK over the
+ *              F latents; ∂z/∂p = q / (2 max(z, 1e-6)) (the guarded √ gradient).
+ *   boost:     a stitched residual SAE ("SAE Boost", arXiv 2507.12990): latents
+ *              [0, base_latents) are a frozen base SAE's, the rest a residual
+ *              SAE's; inference z = pre·1[pre > θ_f], θ_f = exp(log_threshold_f)
+ *              (a JumpReLU forward); built by lp_sae_stitch, never trained. */
+enum {
+    LP_SAE_RELU,
+    LP_SAE_TOPK,
+    LP_SAE_BATCHTOPK,
+    LP_SAE_JUMPRELU,
+    LP_SAE_ARCHS,
+    LP_SAE_HIERTOPK = LP_SAE_ARCHS,
+    LP_SAE_KRON,
+    LP_SAE_BOOST,
+    LP_SAE_NARCH
+};
+enum { LP_KRON_MAND, LP_KRON_PRODUCT };
 
 const char *lp_sae_arch_name(int arch);
 int lp_sae_arch_parse(const char *s, int *arch);
@@ -57,6 +85,10 @@ typedef struct {
     int64_t dead_tokens;   /* window for "dead" */
     int normalize_decoder; /* keep W_dec rows unit-norm (default 1) */
     float norm_scale;      /* input scaling, folded back into weights on save */
+    int kron_heads, kron_m, kron_n; /* kron: d_sae = heads·m·n */
+    int kron_and;          /* kron: LP_KRON_MAND (√(p q), default) or LP_KRON_PRODUCT (p q) */
+    int no_decoder_bias;   /* b_dec stays 0 (boost's residual SAE) */
+    int base_latents;      /* boost: latents [0, base_latents) come from the base SAE */
     /* provenance */
     char model[512], hook[128], dataset[512];
     int64_t tokens_trained;
@@ -129,6 +161,11 @@ typedef struct {
  * for everything else. */
 int lp_sae_grads(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, int B,
                  const int64_t *dead_since, lp_sae_stats *st);
+/* The same with a reconstruction target tn [B,d] other than the input
+ * (boost's residual SAE reads xn and reconstructs tn = xn − x̂n_base);
+ * lp_sae_grads(…, xn, …) is lp_sae_grads_target(…, xn, xn, …). */
+int lp_sae_grads_target(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, const float *tn,
+                        int B, const int64_t *dead_since, lp_sae_stats *st);
 
 /* Adam (torch.optim.Adam semantics, bias-corrected) over all parameters,
  * fused with the decoder constraint: the gradient component parallel to each
@@ -157,6 +194,11 @@ typedef struct {
     int resume;               /* continue from checkpoint_path when it exists */
     int progress;             /* draw a progress bar (stderr TTY) */
     const char *label;        /* progress-bar prefix, e.g. "seed 0" */
+    const lp_sae *base;       /* boost: a frozen base SAE; the target of each row x becomes
+                               * x − x̂_base(x) (NULL: the row itself) */
+    int warm_start;           /* s already holds weights (fine-tuning): no initialisation;
+                               * the input scale is re-fitted to this data and the biases
+                               * (and thresholds) rescaled to match */
 } lp_train_opts;
 
 void lp_train_opts_default(lp_train_opts *o);
@@ -169,6 +211,21 @@ void lp_sae_resolve_defaults(lp_sae_config *c, const lp_train_opts *o);
  * (folded into the weights when saved) and tokens_trained is set.
  * Deterministic: same seed, data and thread count → bit-identical weights. */
 int lp_sae_train(lp_sae *s, const lp_store *store, const lp_train_opts *o);
+
+/* ---- residual SAEs ("SAE Boost") ------------------------------------------ */
+/* Reconstruction x̂ [B,d] of raw rows x [B,d] by s at inference (both in the
+ * caller's units: norm_scale applied and undone here). Allocates scratch per
+ * call; for repeated use on one batch size the trainer keeps its own. */
+int lp_sae_reconstruct(const lp_sae *s, const float *x, int B, float *xhat);
+/* Whether base can be stitched: its inference must be a per-latent threshold
+ * (relu, batchtopk, jumprelu, boost); LP_ERR_ARG with a message otherwise. */
+int lp_sae_stitch_check(const lp_sae *base);
+/* One SAE of arch boost with base->d_sae + res->d_sae latents: the base's
+ * latents unchanged, then the residual's, so that x̂ = x̂_base + ê. res must
+ * have no decoder bias (no_decoder_bias) and a threshold inference (batchtopk,
+ * relu, jumprelu). The result has the base's norm_scale and provenance and
+ * records base_latents. */
+int lp_sae_stitch(lp_sae **out, const lp_sae *base, const lp_sae *res);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,10 @@ int cli_error(const char *cmd);
 int cli_errorf(const char *cmd, const char *fmt, ...);
 /* Require a string option: prints an error naming the flag when missing. */
 int cli_require(const char *cmd, const char *flag, const char *value);
+/* Split argv into flags with their values (flags[0] = argv[0], for
+ * cli_parse) and positional operands; both arrays are malloc'd (free them). */
+int cli_split_positional(const cli_opt *opts, int argc, char **argv, char ***flags, int *nflags, char ***pos,
+                         int *npos);
 /* Path of a shared file (e.g. "models/stories260K.bin"): $LOUPE_SHARED/REL,
  * ../shared/REL (from the current directory or the binary's checkout) when
  * present, else where scripts/get-models.sh downloads it (~/.cache/loupe/REL). */
@@ -37,5 +41,12 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sae(int argc, char **argv);
 int cmd_reproduce(int argc, char **argv);
+int cmd_features(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_train_sites(int argc, char **argv); /* train_sites.c: loupe train --sites */
+int cmd_flow(int argc, char **argv);
+int cmd_steer(int argc, char **argv);
+int cmd_lens(int argc, char **argv);
 
 #endif

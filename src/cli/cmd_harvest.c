@@ -12,6 +12,9 @@ int cmd_harvest(int argc, char **argv) {
     const char *model = NULL, *tokpath = NULL, *data = NULL, *hooks = NULL, *out = NULL, *dtype = NULL;
     int64_t tokens = 0, skip = 0;
     int ctx = 0, batch = 0, threads = 0, keep_bos = 0, quiet = 0;
+    int generate = 0, prompt_tokens = 0; /* --generate: harvest/generate.c */
+    float temperature = 0, top_p = 0;
+    int64_t seed = 0;
     cli_opt opts[] = {
         {"--model", 's', &model, NULL, "llama2.c checkpoint or HF directory (default: shared stories260K.bin)"},
         {"--tokenizer", 's', &tokpath, NULL, "llama2.c tokenizer file (default: shared tok512.bin)"},
@@ -26,6 +29,11 @@ int cmd_harvest(int argc, char **argv) {
         {"--out", 's', &out, NULL, "output store directory (must not exist or be empty)"},
         {"--threads", 'i', &threads, "0", "threads (0 = all cores)"},
         {"--quiet", 'b', &quiet, NULL, "no progress bar"},
+        {"--generate", 'b', &generate, NULL, "prompts from --data + sampled continuations: a two-segment store (prompt/generated)"},
+        {"--prompt-tokens", 'i', &prompt_tokens, "64", "--generate: prompt tokens taken from each document"},
+        {"--temperature", 'f', &temperature, "1", "--generate: sampling temperature"},
+        {"--top-p", 'f', &top_p, "0.95", "--generate: nucleus sampling threshold"},
+        {"--seed", 'l', &seed, "0", "--generate: sampling seed (sequence i uses seed + i)"},
         {NULL, 0, NULL, NULL, NULL}};
     int rc = cli_parse("harvest", "--data FILE --hook NAME[,NAME...] --tokens N --out DIR [--model M --tokenizer T]", opts, argc, argv);
     if (rc) return rc == 1 ? 0 : rc;
@@ -61,6 +69,17 @@ int cmd_harvest(int argc, char **argv) {
     lp_harvest_opts o = {.model_path = model, .tokenizer_path = tokpath, .data_path = data, .n_hooks = n,
                          .hooks = names, .tokens = tokens, .ctx = ctx, .batch = batch, .dtype = dt,
                          .keep_bos = keep_bos, .skip_bytes = skip, .progress = !quiet};
+    if (generate) {
+        lp_harvest_gen_opts go = {.base = o, .prompt_tokens = prompt_tokens, .temperature = temperature,
+                                  .top_p = top_p, .seed = (uint64_t)seed};
+        lp_harvest_gen_result gr;
+        if (lp_harvest_generate(m, tok, &go, out, &gr)) goto fail;
+        fprintf(stderr, "harvested %lld rows (%lld prompt, %lld generated) x %d hook(s) from %lld sequences in %.1fs -> %s\n",
+                (long long)gr.base.rows, (long long)gr.prompt_rows, (long long)gr.generated_rows, n,
+                (long long)gr.sequences, gr.base.seconds, out);
+        rc = 0;
+        goto fail;
+    }
     lp_harvest_result res;
     if (lp_harvest(m, tok, &o, out, &res)) goto fail;
     fprintf(stderr, "harvested %lld rows x %d hook(s) from %lld windows in %.1fs (%.0f tok/s) -> %s\n",

@@ -49,19 +49,40 @@ static int config_args(const char *path, char ***out, int *n) {
     return LP_OK;
 }
 
+/* boost: replace the trained residual *s by base + residual as one SAE */
+static int stitch_into(lp_sae **s, const lp_sae *base) {
+    lp_sae *st = NULL;
+    int rc = lp_sae_stitch(&st, base, *s);
+    if (rc) return rc;
+    lp_sae_free(*s);
+    *s = st;
+    return LP_OK;
+}
+
 int cmd_train(int argc, char **argv) {
     const char *store = NULL, *hook = NULL, *arch_s = NULL, *seeds_s = NULL, *out = NULL, *fmt_s = NULL,
                *bdec_s = NULL, *config = NULL;
     int d_sae = 0, k = 0, batch = 0, k_aux = 0, threads = 0, quiet = 0, resume = 0;
     int64_t tokens = 0, warmup = 0, ckpt_every = 0, log_every = 0, dead_tokens = 0, init_sample = 0;
     float lr = 0, decay = 0, l1 = 0, l0 = 0, bw = 0, jinit = 0, aux_coeff = 0, theta_m = 0;
+    const char *base_dir = NULL, *kron_and_s = NULL; /* boost, kron */
+    int heads = 0, km = 0, kn = 0;
+    const char *sites = NULL; /* --sites: harvest + one SAE per site (train_sites.c) */
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--sites", 7) == 0 && (argv[i][7] == 0 || argv[i][7] == '=')) return cmd_train_sites(argc, argv);
     cli_opt opts[] = {
+        {"--sites", 's', &sites, NULL, "all | HOOK,...: harvest every site of a model once, one SAE per site (loupe train --sites all --help)"},
         {"--config", 's', &config, NULL, "JSON file with any of these options (keys without --; flags override)"},
         {"--store", 's', &store, NULL, "activation store directory (from loupe harvest)"},
         {"--hook", 's', &hook, NULL, "hook to train on when the store has several"},
-        {"--arch", 's', &arch_s, "topk", "relu | topk | batchtopk | jumprelu"},
+        {"--arch", 's', &arch_s, "topk", "relu | topk | batchtopk | jumprelu | hiertopk | kron | boost"},
         {"--d-sae", 'i', &d_sae, "4096", "number of latents F"},
-        {"--k", 'i', &k, "32", "active latents per token (topk, batchtopk)"},
+        {"--k", 'i', &k, "32", "active latents per token (topk, batchtopk, kron, boost); hiertopk: the largest budget K"},
+        {"--heads", 'i', &heads, "0", "kron: heads h (0: d_sae / (m*n)); d_sae = h*m*n"},
+        {"--m", 'i', &km, "2", "kron: p-factors per head"},
+        {"--n", 'i', &kn, "4", "kron: q-factors per head"},
+        {"--kron-and", 's', &kron_and_s, "mand", "kron: mand (sqrt(p q)) | product (p q)"},
+        {"--base", 's', &base_dir, NULL, "boost: the frozen base SAE; trains a residual batchtopk SAE (no decoder bias) on x - x_hat_base and saves base+residual as one SAE"},
         {"--tokens", 'l', &tokens, "2000000", "training tokens (several passes over the store if needed)"},
         {"--batch", 'i', &batch, "1024", "tokens per step"},
         {"--lr", 'f', &lr, "0", "Adam learning rate (0: auto, 4e-3 * sqrt(1024 / d_sae), at most 4e-3)"},
@@ -86,7 +107,7 @@ int cmd_train(int argc, char **argv) {
         {"--threads", 'i', &threads, "0", "threads (0 = all cores)"},
         {"--quiet", 'b', &quiet, NULL, "no progress bar"},
         {NULL, 0, NULL, NULL, NULL}};
-    const char *syn = "--store DIR --arch topk|batchtopk|relu|jumprelu --d-sae F --k K --tokens N --seeds 0[,1,...] --out OUT";
+    const char *syn = "--store DIR --arch topk|batchtopk|relu|jumprelu|hiertopk|kron|boost --d-sae F --k K --tokens N --seeds 0[,1,...] --out OUT";
     /* a --config file is applied first, then the command line */
     for (int i = 1; i + 1 < argc; i++)
         if (strcmp(argv[i], "--config") == 0) config = argv[i + 1];
@@ -124,6 +145,31 @@ int cmd_train(int argc, char **argv) {
     c.k_aux = k_aux;
     c.aux_coeff = aux_coeff;
     c.dead_tokens = dead_tokens;
+    c.kron_m = km;
+    c.kron_n = kn;
+    c.kron_heads = heads > 0 ? heads : (km > 0 && kn > 0 ? d_sae / (km * kn) : 0);
+    if (strcmp(kron_and_s, "mand") == 0 || strcmp(kron_and_s, "product") == 0)
+        c.kron_and = strcmp(kron_and_s, "product") == 0 ? LP_KRON_PRODUCT : LP_KRON_MAND;
+    else {
+        lp_store_close_reader(st);
+        return cli_errorf("train", "--kron-and must be mand or product, not '%s'", kron_and_s);
+    }
+    lp_sae *base = NULL; /* boost: the residual is trained as batchtopk without decoder bias */
+    if ((c.arch == LP_SAE_BOOST) != (base_dir != NULL)) {
+        lp_store_close_reader(st);
+        return cli_errorf("train", base_dir ? "--base is only for --arch boost" : "--arch boost needs --base DIR");
+    }
+    if (base_dir) {
+        if (lp_sae_load(&base, base_dir, c.d_in) || lp_sae_stitch_check(base)) {
+            lp_fail_prefix(LP_ERR_ARG, "--base");
+            lp_sae_free(base);
+            lp_store_close_reader(st);
+            return cli_error("train");
+        }
+        c.arch = LP_SAE_BATCHTOPK;
+        c.no_decoder_bias = 1;
+        o.base = base;
+    }
     snprintf(c.model, sizeof c.model, "%s", lp_store_model(st));
     snprintf(c.hook, sizeof c.hook, "%s", lp_store_hook(st));
     snprintf(c.dataset, sizeof c.dataset, "%s", lp_store_data(st));
@@ -144,15 +190,20 @@ int cmd_train(int argc, char **argv) {
     { /* validate before any work */
         lp_sae *probe = NULL;
         if (lp_sae_new(&probe, &c)) {
+            lp_sae_free(base);
             lp_store_close_reader(st);
             return cli_error("train");
         }
         lp_sae_free(probe);
     }
     if (lp_mkdirs(out)) {
+        lp_sae_free(base);
         lp_store_close_reader(st);
         return cli_error("train");
     }
+    if (base)
+        fprintf(stderr, "train: boost: a residual SAE on x - x_hat(%s), stitched after the base's %d latents\n",
+                base_dir, base->cfg.d_sae);
     fprintf(stderr,
             "train: arch=%s d_in=%d d_sae=%d k=%d k_aux=%d dead_tokens=%lld tokens=%lld batch=%d lr=%g "
             "warmup=%lld decay=%g l1=%g l0=%g bandwidth=%g bdec_init=%s seeds=%s store=%s hook=%s rows=%lld "
@@ -185,7 +236,8 @@ int cmd_train(int argc, char **argv) {
             o.checkpoint_path = ck;
             o.log_path = log;
             o.label = sub;
-            if (lp_sae_new(&s, &c) || lp_sae_train(s, st, &o) || lp_sae_save(s, dir, fmt)) {
+            if (lp_sae_new(&s, &c) || lp_sae_train(s, st, &o) || (base && stitch_into(&s, base)) ||
+                lp_sae_save(s, dir, fmt)) {
                 rc = cli_error("train");
             } else {
                 char desc[1024];
@@ -200,6 +252,7 @@ int cmd_train(int argc, char **argv) {
         free(cfgp);
     }
     free(seeds);
+    lp_sae_free(base);
     lp_store_close_reader(st);
     for (int i = 0; i < nc; i++) free(cargs[i]);
     free(cargs);

@@ -46,8 +46,14 @@ static const struct {
     {"train", cmd_train, "train SAEs on an activation store (one per seed)"},
     {"eval", cmd_eval, "evaluate an SAE: reconstruction, sparsity, LM loss with the SAE spliced in"},
     {"sae", cmd_sae, "inspect an SAE directory (sae info DIR)"},
+    {"features", cmd_features, "feature statistics, segment tags, explanations and AUROC of an SAE on a store"},
+    {"serve", cmd_serve, "the feature dashboard over HTTP (127.0.0.1, read-only)"},
+    {"report", cmd_report, "the feature dashboard as static HTML files (report --html OUT --dir RUN)"},
     {"reproduce", cmd_reproduce, "reproduce a paper's experiment and write a report"},
     {"convert", cmd_convert, "convert a model (llama2.c checkpoint -> Hugging Face directory)"},
+    {"flow", cmd_flow, "feature flow across layers: match site SAEs by decoder cosine, classes, graphs"},
+    {"steer", cmd_steer, "generate with SAE-feature interventions; --eval measures the behaviour change"},
+    {"lens", cmd_lens, "logit lens of a direction (decoder row, vector, mean difference): top tokens"},
     {"demo", cmd_demo, "the main job on the shipped default model"},
 };
 

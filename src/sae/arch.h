@@ -21,9 +21,50 @@ typedef struct {
     /* dpre[j] from dval[j] (and θ-gradients into g). NULL: dpre = dval where val > 0. */
     void (*dpre)(const lp_sae *s, const lp_sae_codes *c, int B, const float *dval, float *dpre,
                  lp_sae *g);
+    /* ---- optional hooks of the variants (NULL for the core four) ---- */
+    /* A reconstruction loss other than (1/B) Σ_b ‖x̂_b − t_b‖² (hiertopk).
+     * Given the codes (rows as select ordered them), the full reconstruction
+     * xhat [B,d] and the target t [B,d]: returns the loss; writes dval [nnz]
+     * (∂L/∂val), dbias [B,d] (row b's part of ∂L/∂b_dec through the decoder)
+     * and ADDS the W_dec gradients of the codes into g. */
+    int (*recon)(const lp_sae *s, const lp_sae_codes *c, const float *xhat, const float *t, int B,
+                 float *dval, float *dbias, lp_sae *g, double *loss);
+    /* AuxK selection among dead latents (mask [F]): per row the k largest
+     * latent values (NULL: lp_select_topk_rows on pre + b_enc). */
+    int (*select_aux)(const lp_sae *s, const float *pre, int B, int k, const uint8_t *mask,
+                      lp_sae_codes *c);
+    /* An encoder whose rows are not one per latent (kron): from the entries'
+     * dval (main codes c, then AuxK codes a when a is not NULL; dval laid out
+     * [c's nnz, a's nnz]) ADD ∂L/∂W_enc, ∂L/∂b_enc into g and write
+     * dxc_sum [d] = Σ_b ∂L/∂xc_b (the gradient reaching the encoder input
+     * xc = xn − b_dec). pre [B, rows] without b_enc, xc [B,d]; scratch holds
+     * B·rows floats. */
+    int (*enc_backward)(const lp_sae *s, const float *pre, const float *xc, int B, const lp_sae_codes *c,
+                        const lp_sae_codes *a, const float *dval, float *scratch, float *dxc_sum, lp_sae *g);
 } lp_sae_ops;
 
 const lp_sae_ops *lp_sae_ops_for(int arch);
+
+/* Rows of W_enc (and columns of pre): d_sae, or heads·(m+n) for kron. */
+int64_t lp_sae_enc_rows(const lp_sae *s);
+/* pre [B, enc_rows] = (xn − b_dec) · W_encᵀ (b_enc is added by the selections);
+ * xc [B,d] gets xn − b_dec. */
+void lp_sae_pre(const lp_sae *s, const float *xn, int B, float *xc, float *pre);
+/* kron's initialisation (sae.c calls it after drawing W_dec): P, Q rows
+ * random unit-norm, b_p = b_q = 0, W_dec[g,i,j] = (P_gi + Q_gj)/‖·‖. */
+void lp_sae_kron_init(lp_sae *s, lp_rng *rng);
+
+/* Inference scratch that grows to the largest batch seen (boost.c):
+ * xhat [B,d] = the SAE's reconstruction of raw rows x (norm_scale applied
+ * and undone). Zero-initialise; release with lp_sae_infer_free. */
+typedef struct {
+    int cap;
+    int64_t pre_cols;
+    float *pre, *xn, *xc;
+    lp_sae_codes codes;
+} lp_sae_infer;
+int lp_sae_infer_run(lp_sae_infer *w, const lp_sae *s, const float *x, int B, float *xhat);
+void lp_sae_infer_free(lp_sae_infer *w);
 
 /* codes buffer management */
 int lp_codes_reserve(lp_sae_codes *c, int B, int64_t nnz);
@@ -37,5 +78,11 @@ int lp_select_topk_rows(const float *pre, const float *b_enc, int B, int F, int 
 /* per-row entries with pre + b_enc > thr[f] (thr_scalar used when thr NULL). */
 int lp_select_threshold(const float *pre, const float *b_enc, int B, int F, const float *thr,
                         float thr_scalar, lp_sae_codes *c);
+/* k-th largest (1-based) of a[0..n) by quickselect; reorders a. */
+float lp_kth_largest(float *a, int n, int k);
+/* The k best of nc candidates (cv values, ci latent ids; both reordered) into
+ * ov/oi sorted by descending value, ties by ascending latent; returns the
+ * count (min(k, nc)). tmp holds nc floats. */
+int lp_topk_pick(float *cv, int32_t *ci, int nc, int k, float *tmp, float *ov, int32_t *oi);
 
 #endif

@@ -109,4 +109,4 @@ static int batchtopk_select(const lp_sae *s, const float *pre, int B, lp_sae_cod
     return LP_OK;
 }
 
-const lp_sae_ops lp_sae_ops_batchtopk = {batchtopk_select, NULL, NULL};
+const lp_sae_ops lp_sae_ops_batchtopk = {.select = batchtopk_select};

@@ -63,4 +63,4 @@ static void jump_dpre(const lp_sae *s, const lp_sae_codes *c, int B, const float
     }
 }
 
-const lp_sae_ops lp_sae_ops_jumprelu = {jump_select, jump_penalty, jump_dpre};
+const lp_sae_ops lp_sae_ops_jumprelu = {.select = jump_select, .penalty = jump_penalty, .dpre = jump_dpre};

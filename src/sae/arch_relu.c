@@ -34,4 +34,4 @@ static double relu_penalty(const lp_sae *s, const lp_sae_codes *c, int B, float 
     return pen;
 }
 
-const lp_sae_ops lp_sae_ops_relu = {relu_select, relu_penalty, NULL};
+const lp_sae_ops lp_sae_ops_relu = {.select = relu_select, .penalty = relu_penalty};

@@ -9,4 +9,4 @@ static int topk_select(const lp_sae *s, const float *pre, int B, lp_sae_codes *c
     return lp_select_topk_rows(pre, s->p[LP_SAE_B_ENC], B, s->cfg.d_sae, s->cfg.k, NULL, c);
 }
 
-const lp_sae_ops lp_sae_ops_topk = {topk_select, NULL, NULL};
+const lp_sae_ops lp_sae_ops_topk = {.select = topk_select};

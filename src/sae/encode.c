@@ -64,6 +64,8 @@ static float kth_largest(float *a, int n, int k) {
     return a[want];
 }
 
+float lp_kth_largest(float *a, int n, int k) { return kth_largest(a, n, k); }
+
 enum { BLK = 16 };
 
 /* Top-k of relu(p + b) over allowed latents for one row, exact, in
@@ -109,6 +111,10 @@ static int topk_row(const float *p, const float *b, int F, int k, const uint8_t 
             }
         }
     }
+    return lp_topk_pick(cv, ci, nc, k, tmp, ov, oi);
+}
+
+int lp_topk_pick(float *cv, int32_t *ci, int nc, int k, float *tmp, float *ov, int32_t *oi) {
     int n = nc;
     if (nc > k) {
         memcpy(tmp, cv, (size_t)nc * sizeof(float));
@@ -235,22 +241,40 @@ void lp_sae_decode(const lp_sae *s, const lp_sae_codes *c, float *xhat) {
     }
 }
 
-/* pre[B,F] = (xn − b_dec) · W_encᵀ   (b_enc is added by the selections) */
+int64_t lp_sae_enc_rows(const lp_sae *s) {
+    return s->cfg.arch == LP_SAE_KRON ? (int64_t)s->cfg.kron_heads * (s->cfg.kron_m + s->cfg.kron_n)
+                                      : (int64_t)s->cfg.d_sae;
+}
+
+/* pre[B,E] = (xn − b_dec) · W_encᵀ   (b_enc is added by the selections; E
+ * = d_sae, or kron's heads·(m+n) rows of [P; Q]) */
 void lp_sae_pre(const lp_sae *s, const float *xn, int B, float *xc, float *pre) {
-    const int d = s->cfg.d_in, F = s->cfg.d_sae;
+    const int d = s->cfg.d_in;
+    const int64_t E = lp_sae_enc_rows(s);
     const float *bd = s->p[LP_SAE_B_DEC];
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++)
         for (int i = 0; i < d; i++) xc[(int64_t)b * d + i] = xn[(int64_t)b * d + i] - bd[i];
-    lp_sgemm(0, 1, B, F, d, 1.0f, xc, d, s->p[LP_SAE_W_ENC], d, 0.0f, pre, F);
+    lp_sgemm(0, 1, B, E, d, 1.0f, xc, d, s->p[LP_SAE_W_ENC], d, 0.0f, pre, E);
 }
 
 int lp_sae_encode(lp_sae *s, const float *xn, int B, float *pre, lp_sae_codes *codes, int training) {
     float *xc = lp_malloc((size_t)B * s->cfg.d_in * sizeof(float));
     if (!xc) return LP_ERR_NOMEM;
+    /* kron's [B, heads·(m+n)] may not fit the caller's [B, F] */
+    float *own = NULL;
+    if (lp_sae_enc_rows(s) > s->cfg.d_sae) {
+        own = lp_malloc((size_t)B * (size_t)lp_sae_enc_rows(s) * sizeof(float));
+        if (!own) {
+            free(xc);
+            return LP_ERR_NOMEM;
+        }
+        pre = own;
+    }
     lp_sae_pre(s, xn, B, xc, pre);
     free(xc);
     float kept_min = 0;
     int rc = lp_sae_ops_for(s->cfg.arch)->select(s, pre, B, codes, training, &kept_min);
+    free(own);
     return rc;
 }

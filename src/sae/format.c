@@ -179,6 +179,14 @@ static void add_loupe_object(jb *b, cJSON *root, const lp_sae *s) {
     j_num(b, o, "dead_tokens", (double)c->dead_tokens);
     j_bool(b, o, "normalize_decoder", c->normalize_decoder);
     if (c->arch == LP_SAE_BATCHTOPK) j_flt(b, o, "theta", s->theta / c->norm_scale);
+    if (c->arch == LP_SAE_KRON) {
+        j_num(b, o, "kron_heads", c->kron_heads);
+        j_num(b, o, "kron_m", c->kron_m);
+        j_num(b, o, "kron_n", c->kron_n);
+        j_str(b, o, "kron_and", c->kron_and == LP_KRON_PRODUCT ? "product" : "mand");
+    }
+    if (c->arch == LP_SAE_BOOST) j_num(b, o, "base_latents", c->base_latents);
+    if (c->no_decoder_bias) j_bool(b, o, "no_decoder_bias", 1);
 }
 
 static cJSON *saelens_cfg(jb *b, const lp_sae *s) {
@@ -188,7 +196,13 @@ static cJSON *saelens_cfg(jb *b, const lp_sae *s) {
         b->ok = 0;
         return NULL;
     }
-    const char *arch = c->arch == LP_SAE_RELU ? "standard" : c->arch == LP_SAE_TOPK ? "topk" : "jumprelu";
+    /* hiertopk runs as a topk SAE with k = K; boost as a jumprelu; kron has
+     * no SAELens class ("kron": loupe's own, with the factorised encoder) */
+    const int topk_like = c->arch == LP_SAE_TOPK || c->arch == LP_SAE_HIERTOPK || c->arch == LP_SAE_KRON;
+    const char *arch = c->arch == LP_SAE_RELU ? "standard"
+                       : c->arch == LP_SAE_KRON ? "kron"
+                       : topk_like              ? "topk"
+                                                : "jumprelu";
     j_str(b, r, "architecture", arch);
     j_num(b, r, "d_in", c->d_in);
     j_num(b, r, "d_sae", c->d_sae);
@@ -202,10 +216,10 @@ static cJSON *saelens_cfg(jb *b, const lp_sae *s) {
     else
         j_null(b, r, "hook_layer");
     j_null(b, r, "hook_head_index");
-    j_str(b, r, "activation_fn_str", c->arch == LP_SAE_TOPK ? "topk" : "relu");
+    j_str(b, r, "activation_fn_str", topk_like ? "topk" : "relu");
     cJSON *kw = j_obj(b, r, "activation_fn_kwargs");
-    if (kw && c->arch == LP_SAE_TOPK) j_num(b, kw, "k", c->k);
-    if (c->arch == LP_SAE_TOPK) {
+    if (kw && topk_like) j_num(b, kw, "k", c->k);
+    if (topk_like) {
         j_num(b, r, "k", c->k);
         j_bool(b, r, "rescale_acts_by_decoder_norm", 0);
     }
@@ -236,7 +250,8 @@ static cJSON *sparsify_cfg(jb *b, const lp_sae *s) {
     /* sparsify itself knows only "topk"; other loupe architectures keep their
      * name here so sparsify refuses them ("Unknown activation") instead of
      * silently running them as top-k. */
-    j_str(b, r, "activation", c->arch == LP_SAE_TOPK ? "topk" : lp_sae_arch_name(c->arch));
+    j_str(b, r, "activation",
+          c->arch == LP_SAE_TOPK || c->arch == LP_SAE_HIERTOPK ? "topk" : lp_sae_arch_name(c->arch));
     int ef = c->d_sae / c->d_in;
     j_num(b, r, "expansion_factor", ef > 0 ? ef : 1); /* informative: num_latents rules */
     j_bool(b, r, "normalize_decoder", c->normalize_decoder);
@@ -264,8 +279,13 @@ int lp_sae_save(const lp_sae *s, const char *dir, int format) {
     const lp_sae_config *c = &s->cfg;
     const int64_t F = c->d_sae, d = c->d_in;
     const float sc = c->norm_scale;
-    if (c->arch < 0 || c->arch >= LP_SAE_ARCHS)
+    if (c->arch < 0 || c->arch >= LP_SAE_NARCH)
         return lp_fail(LP_ERR_ARG, "%s: unknown SAE architecture %d", dir, c->arch);
+    if (c->arch == LP_SAE_KRON && format != LP_SAE_FMT_SAELENS)
+        return lp_fail(LP_ERR_ARG,
+                       "%s: a kron SAE has a factorised encoder that the sparsify layout cannot hold; save it "
+                       "as saelens (loupe's kron layout)",
+                       dir);
     if (F <= 0 || d <= 0)
         return lp_fail(LP_ERR_ARG, "%s: SAE sizes d_in=%d d_sae=%d are not valid", dir, c->d_in, c->d_sae);
     if (!(sc > 0) || !isfinite(sc)) return lp_fail(LP_ERR_ARG, "%s: norm_scale %g must be positive", dir, sc);
@@ -274,24 +294,27 @@ int lp_sae_save(const lp_sae *s, const char *dir, int format) {
 
     int rc = LP_OK;
     const int saelens = format == LP_SAE_FMT_SAELENS;
-    const int has_thr = c->arch == LP_SAE_JUMPRELU || c->arch == LP_SAE_BATCHTOPK;
-    float *b_enc = lp_malloc((size_t)F * sizeof(float));
+    const int has_thr = c->arch == LP_SAE_JUMPRELU || c->arch == LP_SAE_BATCHTOPK || c->arch == LP_SAE_BOOST;
+    const int kron = c->arch == LP_SAE_KRON;
+    const int64_t E = (int64_t)s->p_size[LP_SAE_B_ENC]; /* encoder rows (kron: h(m+n)) */
+    float *b_enc = lp_malloc((size_t)E * sizeof(float));
+    float *wq = kron ? lp_malloc((size_t)E * (size_t)d * sizeof(float)) : NULL;
     float *b_dec = lp_malloc((size_t)d * sizeof(float));
     float *thr = has_thr ? lp_malloc((size_t)F * sizeof(float)) : NULL;
-    float *wt = saelens ? lp_malloc((size_t)F * (size_t)d * sizeof(float)) : NULL;
+    float *wt = saelens && !kron ? lp_malloc((size_t)F * (size_t)d * sizeof(float)) : NULL;
     lp_st_writer *w = lp_st_writer_new();
     cJSON *cfg = NULL;
     char *json = NULL, *wpath = NULL, *cpath = NULL, *wtmp = NULL, *ctmp = NULL, *other = NULL;
     int wrote_w = 0, wrote_c = 0;
-    if (!b_enc || !b_dec || (has_thr && !thr) || (saelens && !wt) || !w) {
+    if (!b_enc || !b_dec || (has_thr && !thr) || (saelens && !kron && !wt) || (kron && !wq) || !w) {
         rc = lp_fail_prefix(LP_ERR_NOMEM, dir);
         goto done;
     }
 
     /* fold norm_scale */
-    for (int64_t f = 0; f < F; f++) b_enc[f] = s->p[LP_SAE_B_ENC][f] / sc;
+    for (int64_t f = 0; f < E; f++) b_enc[f] = s->p[LP_SAE_B_ENC][f] / sc;
     for (int64_t i = 0; i < d; i++) b_dec[i] = s->p[LP_SAE_B_DEC][i] / sc;
-    if (c->arch == LP_SAE_JUMPRELU) {
+    if (c->arch == LP_SAE_JUMPRELU || c->arch == LP_SAE_BOOST) {
         double ls = log((double)sc);
         for (int64_t f = 0; f < F; f++) thr[f] = exp_f((float)((double)s->p[LP_SAE_LOG_THRESHOLD][f] - ls));
     } else if (c->arch == LP_SAE_BATCHTOPK) {
@@ -300,7 +323,26 @@ int lp_sae_save(const lp_sae *s, const char *dir, int format) {
     }
 
     const int64_t sh_Fd[2] = {F, d}, sh_dF[2] = {d, F}, sh_F[1] = {F}, sh_d[1] = {d};
-    if (saelens) {
+    if (kron) {
+        /* W_p [d, h·m], b_p [h·m], W_q [d, h·n], b_q [h·n] (SAELens-style
+         * transposed); mAND is homogeneous, the product is not: see sae_format.h */
+        const int64_t hm = (int64_t)c->kron_heads * c->kron_m, hn = (int64_t)c->kron_heads * c->kron_n;
+        const float *we = s->p[LP_SAE_W_ENC];
+        const float pw = c->kron_and == LP_KRON_PRODUCT ? sc : 1.0f;
+        if (c->kron_and == LP_KRON_PRODUCT)
+            for (int64_t e = 0; e < hm; e++) b_enc[e] = s->p[LP_SAE_B_ENC][e];
+        for (int64_t e = 0; e < E; e++)
+            for (int64_t i = 0; i < d; i++) {
+                int64_t col = e < hm ? e : e - hm, ncol = e < hm ? hm : hn, off = e < hm ? 0 : hm * d;
+                wq[off + i * ncol + col] = we[e * d + i] * (e < hm ? pw : 1.0f);
+            }
+        const int64_t sh_p[2] = {d, hm}, sh_q[2] = {d, hn}, sh_hm[1] = {hm}, sh_hn[1] = {hn};
+        if ((rc = lp_st_writer_add(w, "W_p", LP_DT_F32, 2, sh_p, wq)) ||
+            (rc = lp_st_writer_add(w, "b_p", LP_DT_F32, 1, sh_hm, b_enc)) ||
+            (rc = lp_st_writer_add(w, "W_q", LP_DT_F32, 2, sh_q, wq + hm * d)) ||
+            (rc = lp_st_writer_add(w, "b_q", LP_DT_F32, 1, sh_hn, b_enc + hm)))
+            goto fail_prefix;
+    } else if (saelens) {
         const float *we = s->p[LP_SAE_W_ENC];
         for (int64_t f = 0; f < F; f++)
             for (int64_t i = 0; i < d; i++) wt[i * F + f] = we[f * d + i];
@@ -387,6 +429,7 @@ done:
     cJSON_Delete(cfg);
     lp_st_writer_free(w);
     free(b_enc);
+    free(wq);
     free(b_dec);
     free(thr);
     free(wt);
@@ -502,6 +545,27 @@ static int parse_loupe_object(const char *path, const cJSON *o, lp_sae_config *c
     int nd = json_bool(path, o, "normalize_decoder", c->normalize_decoder);
     if (nd < 0) return LP_ERR_FORMAT;
     c->normalize_decoder = nd;
+    int ndb = json_bool(path, o, "no_decoder_bias", 0);
+    if (ndb < 0) return LP_ERR_FORMAT;
+    c->no_decoder_bias = ndb;
+    if (lc->arch == LP_SAE_KRON) { /* the factorisation F = heads·m·n */
+        const char *names[3] = {"kron_heads", "kron_m", "kron_n"};
+        int *dst[3] = {&c->kron_heads, &c->kron_m, &c->kron_n};
+        for (int i = 0; i < 3; i++) {
+            v = 0;
+            if ((rc = json_int(path, o, names[i], 1, 1 << 26, 1, &v))) return rc;
+            *dst[i] = (int)v;
+        }
+        const char *a = json_str(o, "kron_and");
+        if (a && strcmp(a, "mand") != 0 && strcmp(a, "product") != 0)
+            return lp_fail(LP_ERR_FORMAT, "%s: \"kron_and\" must be \"mand\" or \"product\"", path);
+        c->kron_and = a && strcmp(a, "product") == 0 ? LP_KRON_PRODUCT : LP_KRON_MAND;
+    }
+    if (lc->arch == LP_SAE_BOOST) {
+        v = 0;
+        if ((rc = json_int(path, o, "base_latents", 1, 1 << 26, 1, &v))) return rc;
+        c->base_latents = (int)v;
+    }
     if (cJSON_GetObjectItemCaseSensitive(o, "theta")) {
         if ((rc = json_float(path, o, "theta", theta))) return rc;
         lc->has_theta = 1;
@@ -538,6 +602,8 @@ static int parse_saelens_cfg(const char *path, const cJSON *r, lp_sae_config *c,
         lc->arch = LP_SAE_TOPK;
     else if (strcmp(arch, "jumprelu") == 0)
         lc->arch = LP_SAE_JUMPRELU;
+    else if (strcmp(arch, "kron") == 0) /* loupe's KronSAE layout (the loupe object has the rest) */
+        lc->arch = LP_SAE_KRON;
     else if (strcmp(arch, "standard") == 0)
         return lp_fail(LP_ERR_FORMAT, "%s: activation function '%s' is not supported (relu, topk)", path,
                        act);
@@ -545,7 +611,7 @@ static int parse_saelens_cfg(const char *path, const cJSON *r, lp_sae_config *c,
         return lp_fail(LP_ERR_FORMAT,
                        "%s: SAELens architecture '%s' is not supported (standard, topk, jumprelu)", path,
                        arch);
-    if (lc->arch == LP_SAE_TOPK) {
+    if (lc->arch == LP_SAE_TOPK || lc->arch == LP_SAE_KRON) {
         if (k < 0) return lp_fail(LP_ERR_FORMAT, "%s: topk SAE without \"k\"", path);
         lc->k = (int)k;
     }
@@ -694,18 +760,21 @@ int lp_sae_load(lp_sae **out, const char *dir, int expect_d_in) {
     if (lo && (rc = parse_loupe_object(cpath, lo, &c, &lc, &theta))) goto done;
     if (lc.has_loupe) {
         /* the layout's own description must agree with loupe's */
-        int want = saelens ? (lc.arch == LP_SAE_BATCHTOPK ? LP_SAE_JUMPRELU : lc.arch) : LP_SAE_TOPK;
+        /* what the layout itself calls each loupe arch (format.c saelens_cfg / sparsify_cfg) */
+        int as_topk = lc.arch == LP_SAE_TOPK || lc.arch == LP_SAE_HIERTOPK;
+        int want = !saelens                                                ? LP_SAE_TOPK
+                   : lc.arch == LP_SAE_BATCHTOPK || lc.arch == LP_SAE_BOOST ? LP_SAE_JUMPRELU
+                   : as_topk                                               ? LP_SAE_TOPK
+                                                                           : lc.arch;
         const char *act = json_str(root, "activation");
-        int ok = saelens
-                     ? file_arch == want
-                     : (act ? strcmp(act, lc.arch == LP_SAE_TOPK ? "topk" : lp_sae_arch_name(lc.arch)) == 0
-                            : lc.arch == LP_SAE_TOPK);
+        int ok = saelens ? file_arch == want
+                         : (act ? strcmp(act, as_topk ? "topk" : lp_sae_arch_name(lc.arch)) == 0 : as_topk);
         if (!ok) {
             rc = lp_fail(LP_ERR_FORMAT, "%s: loupe arch '%s' disagrees with the file's architecture", cpath,
                          lp_sae_arch_name(lc.arch));
             goto done;
         }
-        if (saelens && lc.arch == LP_SAE_TOPK) {
+        if (saelens && (as_topk || lc.arch == LP_SAE_KRON)) {
             int64_t k = -1;
             json_int(cpath, root, "k", 0, INT32_MAX, 0, &k);
             if (k >= 0 && k != lc.k) {
@@ -721,7 +790,9 @@ int lp_sae_load(lp_sae **out, const char *dir, int expect_d_in) {
             goto done;
         }
     }
-    if ((lc.arch == LP_SAE_TOPK || lc.arch == LP_SAE_BATCHTOPK) && (lc.k < 1 || lc.k > lc.d_sae)) {
+    if ((lc.arch == LP_SAE_TOPK || lc.arch == LP_SAE_BATCHTOPK || lc.arch == LP_SAE_HIERTOPK ||
+         lc.arch == LP_SAE_KRON) &&
+        (lc.k < 1 || lc.k > lc.d_sae)) {
         rc = lp_fail(LP_ERR_FORMAT, "%s: k=%d must be in 1..d_sae (%d)", cpath, lc.k, lc.d_sae);
         goto done;
     }
@@ -743,8 +814,26 @@ int lp_sae_load(lp_sae **out, const char *dir, int expect_d_in) {
     if ((rc = lp_st_open(&st, wpath))) goto done;
     const int64_t F = lc.d_sae, d = lc.d_in;
     const int64_t sh_Fd[2] = {F, d}, sh_dF[2] = {d, F}, sh_F[1] = {F}, sh_d[1] = {d};
-    const int thr_arch = lc.arch == LP_SAE_JUMPRELU || lc.arch == LP_SAE_BATCHTOPK;
-    if (saelens) {
+    const int thr_arch = lc.arch == LP_SAE_JUMPRELU || lc.arch == LP_SAE_BATCHTOPK || lc.arch == LP_SAE_BOOST;
+    if (lc.arch == LP_SAE_KRON) {
+        static const char *const names[] = {"W_p", "b_p", "W_q", "b_q", "W_dec", "b_dec"};
+        if ((rc = check_names(&st, names, 6))) goto done;
+        const int64_t hm = (int64_t)c.kron_heads * c.kron_m, hn = (int64_t)c.kron_heads * c.kron_n;
+        const int64_t sh_p[2] = {d, hm}, sh_q[2] = {d, hn}, sh_hm[1] = {hm}, sh_hn[1] = {hn};
+        if (!(tmp = lp_malloc((size_t)(hm > hn ? hm : hn) * (size_t)d * sizeof(float)))) {
+            rc = lp_fail_prefix(LP_ERR_NOMEM, wpath);
+            goto done;
+        }
+        float *we = s->p[LP_SAE_W_ENC], *be = s->p[LP_SAE_B_ENC];
+        if ((rc = read_tensor(&st, "W_p", 2, sh_p, tmp))) goto done;
+        for (int64_t i = 0; i < d; i++)
+            for (int64_t e = 0; e < hm; e++) we[e * d + i] = tmp[i * hm + e];
+        if ((rc = read_tensor(&st, "W_q", 2, sh_q, tmp))) goto done;
+        for (int64_t i = 0; i < d; i++)
+            for (int64_t e = 0; e < hn; e++) we[(hm + e) * d + i] = tmp[i * hn + e];
+        if ((rc = read_tensor(&st, "b_p", 1, sh_hm, be)) || (rc = read_tensor(&st, "b_q", 1, sh_hn, be + hm)))
+            goto done;
+    } else if (saelens) {
         static const char *const names[] = {"W_enc",          "b_enc",     "W_dec",        "b_dec",
                                             "scaling_factor", "threshold", "log_threshold"};
         if ((rc = check_names(&st, names, thr_arch ? 7 : 5))) goto done;
@@ -784,7 +873,7 @@ int lp_sae_load(lp_sae **out, const char *dir, int expect_d_in) {
         }
         int from_log = saelens && !lp_st_find(&st, "threshold") && lp_st_find(&st, "log_threshold");
         rc = read_tensor(&st, from_log ? "log_threshold" : "threshold", 1, sh_F, thr);
-        if (!rc && lc.arch == LP_SAE_JUMPRELU) {
+        if (!rc && (lc.arch == LP_SAE_JUMPRELU || lc.arch == LP_SAE_BOOST)) {
             float *lt = s->p[LP_SAE_LOG_THRESHOLD];
             for (int64_t f = 0; f < F; f++) lt[f] = from_log ? thr[f] : log_threshold_of(thr[f]);
         } else if (!rc) {
@@ -884,6 +973,13 @@ int lp_sae_describe(const lp_sae *s, char *buf, size_t n) {
     const int F = c->d_sae, d = c->d_in;
     sb_printf(&b, "arch:       %s", lp_sae_arch_name(c->arch));
     if (c->arch == LP_SAE_TOPK || c->arch == LP_SAE_BATCHTOPK) sb_printf(&b, " (k=%d)", c->k);
+    if (c->arch == LP_SAE_HIERTOPK) sb_printf(&b, " (K=%d; any k <= K at inference)", c->k);
+    if (c->arch == LP_SAE_KRON)
+        sb_printf(&b, " (k=%d; heads=%d m=%d n=%d, %s; encoder rows %lld)", c->k, c->kron_heads, c->kron_m, c->kron_n,
+                  c->kron_and == LP_KRON_PRODUCT ? "plain product" : "mAND",
+                  (long long)c->kron_heads * (c->kron_m + c->kron_n));
+    if (c->arch == LP_SAE_BOOST)
+        sb_printf(&b, " (base latents 0..%d, residual latents %d..%d)", c->base_latents - 1, c->base_latents, F - 1);
     sb_printf(&b, "\nd_in:       %d\nd_sae:      %d (%.4gx)\n", d, F, (double)F / d);
     sb_printf(&b, "model:      %s\nhook:       %s\ndataset:    %s\n", c->model[0] ? c->model : "(unknown)",
               c->hook[0] ? c->hook : "(unknown)", c->dataset[0] ? c->dataset : "(unknown)");
@@ -901,7 +997,7 @@ int lp_sae_describe(const lp_sae *s, char *buf, size_t n) {
         sum += nrm;
     }
     sb_printf(&b, "dec norms:  min %.6g  mean %.6g  max %.6g\n", lo, sum / F, hi);
-    if (c->arch == LP_SAE_JUMPRELU) {
+    if (c->arch == LP_SAE_JUMPRELU || c->arch == LP_SAE_BOOST) {
         double tlo = INFINITY, thi = 0;
         for (int64_t f = 0; f < F; f++) {
             double t = exp((double)s->p[LP_SAE_LOG_THRESHOLD][f]);

@@ -20,7 +20,9 @@ void lp_sae_pre(const lp_sae *s, const float *xn, int B, float *xc, float *pre);
 
 struct lp_sae_work {
     int B, F, d, nthreads;
-    float *pre, *xc, *xhat, *dX; /* [B,F] [B,d] [B,d] [2B,d] */
+    float *pre, *xc, *xhat, *dX; /* [B,E] [B,d] [B,d] [2B,d]  (E: encoder rows, = F but for kron) */
+    float *enc_scratch;          /* [B,E] for an encoder backward hook (kron), else NULL */
+    float *dxc_sum;              /* [d] that hook's Σ_b ∂L/∂xc_b */
     lp_sae_codes codes, aux;
     float *dval, *dpre;          /* [nnz_main + nnz_aux] */
     int32_t *erow;               /* entry -> dX row */
@@ -38,18 +40,22 @@ int lp_sae_work_new(lp_sae_work **out, const lp_sae *s, int B) {
     w->d = s->cfg.d_in;
     w->nthreads = lp_threads();
     size_t BF, Bd = (size_t)B * w->d;
-    int bad = lp_mul_overflow((size_t)B, (size_t)w->F, &BF) || BF > SIZE_MAX / 4;
+    int64_t E = lp_sae_enc_rows(s);
+    int bad = lp_mul_overflow((size_t)B, (size_t)(E > w->F ? E : w->F), &BF) || BF > SIZE_MAX / 4;
     if (!bad) {
         w->pre = lp_malloc_aligned(BF * sizeof(float));
+        if (lp_sae_ops_for(s->cfg.arch)->enc_backward && !(w->enc_scratch = lp_malloc_aligned(BF * sizeof(float))))
+            bad = 1;
         w->xc = lp_malloc_aligned(Bd * sizeof(float));
         w->xhat = lp_malloc_aligned(Bd * sizeof(float));
         w->dX = lp_malloc_aligned(2 * Bd * sizeof(float));
         w->lat_ptr = lp_malloc(((size_t)w->F + 1) * sizeof(int64_t));
         w->bdec_part = lp_malloc((size_t)w->nthreads * w->d * sizeof(float));
+        w->dxc_sum = lp_calloc((size_t)w->d, sizeof(float));
         w->dead = lp_calloc((size_t)w->F, 1);
         w->fired = lp_calloc((size_t)w->F, 1);
     }
-    if (bad || !w->pre || !w->xc || !w->xhat || !w->dX || !w->lat_ptr || !w->bdec_part || !w->dead ||
+    if (bad || !w->pre || !w->xc || !w->xhat || !w->dX || !w->lat_ptr || !w->bdec_part || !w->dxc_sum || !w->dead ||
         !w->fired) {
         lp_sae_work_free(w);
         return lp_fail(LP_ERR_NOMEM, "cannot allocate SAE workspace for batch %d x %d latents", B,
@@ -65,6 +71,7 @@ void lp_sae_work_free(lp_sae_work *w) {
     lp_free(w->xc);
     lp_free(w->xhat);
     lp_free(w->dX);
+    lp_free(w->enc_scratch);
     lp_codes_free(&w->codes);
     lp_codes_free(&w->aux);
     free(w->dval);
@@ -73,6 +80,7 @@ void lp_sae_work_free(lp_sae_work *w) {
     free(w->lat_ptr);
     free(w->ent);
     free(w->bdec_part);
+    free(w->dxc_sum);
     free(w->dead);
     free(w->fired);
     free(w);
@@ -116,9 +124,19 @@ static void code_grad(const lp_sae_codes *c, const float *dX, int row0, const fl
 
 int lp_sae_grads(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, int B,
                  const int64_t *dead_since, lp_sae_stats *st) {
+    return lp_sae_grads_target(s, g, w, xn, xn, B, dead_since, st);
+}
+
+/* The variants plug in through optional hooks (sae/arch.h): recon replaces
+ * the reconstruction loss (hiertopk), select_aux and enc_backward replace
+ * the encoder's per-latent rows (kron). With all of them NULL this is the
+ * core computation, unchanged. */
+int lp_sae_grads_target(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, const float *tn, int B,
+                        const int64_t *dead_since, lp_sae_stats *st) {
     if (B > w->B) return lp_fail(LP_ERR_ARG, "batch %d exceeds the SAE workspace (%d)", B, w->B);
     const int F = s->cfg.d_sae, d = s->cfg.d_in;
     const lp_sae_ops *ops = lp_sae_ops_for(s->cfg.arch);
+    const int own_rec = ops->recon != NULL, own_enc = ops->enc_backward != NULL;
     const float *Wd = s->p[LP_SAE_W_DEC], *We = s->p[LP_SAE_W_ENC];
     memset(st, 0, sizeof *st);
 
@@ -130,16 +148,23 @@ int lp_sae_grads(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, int B,
     lp_sae_decode(s, c, w->xhat);
     const int64_t nnz = c->rowptr[B];
 
-    /* reconstruction residual and dL/dx̂ = 2/B (x̂ − x) */
-    double rec = 0;
-    const float two_b = 2.0f / (float)B;
+    const int64_t nnz_main = nnz;
+    if ((rc = reserve_entries(w, nnz_main))) return rc;
+    if (own_rec) {
+        /* the variant's loss: dval of the codes, dX = the b_dec part, W_dec rows into g */
+        if ((rc = ops->recon(s, c, w->xhat, tn, B, w->dval, w->dX, g, &st->rec))) return rc;
+    } else {
+        /* reconstruction residual and dL/dx̂ = 2/B (x̂ − x) */
+        double rec = 0;
+        const float two_b = 2.0f / (float)B;
 #pragma omp parallel for reduction(+ : rec) schedule(static)
-    for (int64_t i = 0; i < (int64_t)B * d; i++) {
-        float r = w->xhat[i] - xn[i];
-        rec += (double)r * r;
-        w->dX[i] = two_b * r;
+        for (int64_t i = 0; i < (int64_t)B * d; i++) {
+            float r = w->xhat[i] - tn[i];
+            rec += (double)r * r;
+            w->dX[i] = two_b * r;
+        }
+        st->rec = rec / B;
     }
-    st->rec = rec / B;
 
     /* ---- AuxK on dead latents ---- */
     int64_t n_dead = 0;
@@ -150,7 +175,9 @@ int lp_sae_grads(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, int B,
         for (int f = 0; f < F; f++) n_dead += (w->dead[f] = dead_since[f] >= s->cfg.dead_tokens);
         if (n_dead > 0) {
             int ka = s->cfg.k_aux < n_dead ? s->cfg.k_aux : (int)n_dead;
-            if ((rc = lp_select_topk_rows(w->pre, s->p[LP_SAE_B_ENC], B, F, ka, w->dead, a))) return rc;
+            if ((rc = ops->select_aux ? ops->select_aux(s, w->pre, B, ka, w->dead, a)
+                                      : lp_select_topk_rows(w->pre, s->p[LP_SAE_B_ENC], B, F, ka, w->dead, a)))
+                return rc;
             have_aux = a->rowptr[B] > 0;
         }
     }
@@ -160,7 +187,7 @@ int lp_sae_grads(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, int B,
          * AuxK = Σ‖e‖²/Σ‖e‖² = 1 (no gradient), as the formula says */
         double den = 0;
         for (int64_t i = 0; i < (int64_t)B * d; i++) {
-            double e = (double)xn[i] - w->xhat[i];
+            double e = (double)tn[i] - w->xhat[i];
             den += e * e;
         }
         st->aux = den > 0 ? s->cfg.aux_coeff : 0;
@@ -180,7 +207,7 @@ int lp_sae_grads(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, int B,
                 for (int i = 0; i < d; i++) eh[i] += a->val[j] * wr[i];
             }
             for (int i = 0; i < d; i++) {
-                float e = xn[(int64_t)b * d + i] - w->xhat[(int64_t)b * d + i];
+                float e = tn[(int64_t)b * d + i] - w->xhat[(int64_t)b * d + i];
                 float r = eh[i] - e;
                 num += (double)r * r;
                 den += (double)e * e;
@@ -195,7 +222,7 @@ int lp_sae_grads(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, int B,
 
     /* ---- backward through the codes ---- */
     float *dval = w->dval, *dpre = w->dpre;
-    code_grad(c, w->dX, 0, Wd, d, dval);
+    if (!own_rec) code_grad(c, w->dX, 0, Wd, d, dval);
     if (ops->penalty) st->penalty = ops->penalty(s, c, B, dval, g);
     if (ops->dpre) ops->dpre(s, c, B, dval, dpre, g);
     else
@@ -204,6 +231,9 @@ int lp_sae_grads(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, int B,
         code_grad(a, w->dX, B, Wd, d, dval + nnz);
         for (int64_t j = 0; j < nnz_aux; j++) dpre[nnz + j] = dval[nnz + j];
     }
+    if (own_enc &&
+        (rc = ops->enc_backward(s, w->pre, w->xc, B, c, have_aux ? a : NULL, dval, w->enc_scratch, w->dxc_sum, g)))
+        return rc;
     /* entry rows, active count, fired latents */
     memset(w->fired, 0, (size_t)F);
     int64_t active = 0;
@@ -245,13 +275,14 @@ int lp_sae_grads(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, int B,
             float v = e < nnz ? c->val[e] : a->val[e - nnz];
             float dp = dpre[e];
             const float *gx = w->dX + (int64_t)r * d, *xc = w->xc + (int64_t)(r % B) * d;
-            if (v != 0.0f)
+            if (v != 0.0f && !(own_rec && e < nnz)) /* recon added the main codes' rows */
                 for (int i = 0; i < d; i++) gd[i] += v * gx[i];
+            if (own_enc) continue; /* enc_backward does the encoder */
             if (dp != 0.0f)
                 for (int i = 0; i < d; i++) ge[i] += dp * xc[i];
             gb += dp;
         }
-        gbe[f] += gb;
+        if (!own_enc) gbe[f] += gb;
     }
 
     /* db_dec = Σ_b dx̂_b − Σ_e dpre_e W_enc[f_e]  (decoder bias + encoder input) */
@@ -268,6 +299,7 @@ int lp_sae_grads(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, int B,
         for (int b = 0; b < B; b++) {
             const float *gx = w->dX + (int64_t)b * d;
             for (int i = 0; i < d; i++) acc[i] += gx[i];
+            if (own_enc) continue;
             for (int64_t j = c->rowptr[b]; j < c->rowptr[b + 1]; j++) {
                 if (dpre[j] == 0.0f) continue;
                 const float *we = We + (int64_t)c->idx[j] * d;
@@ -283,8 +315,12 @@ int lp_sae_grads(lp_sae *s, lp_sae *g, lp_sae_work *w, const float *xn, int B,
         }
     }
     float *gbd = g->p[LP_SAE_B_DEC];
-    for (int t = 0; t < nt; t++)
-        for (int i = 0; i < d; i++) gbd[i] += w->bdec_part[(int64_t)t * d + i];
+    if (!s->cfg.no_decoder_bias) { /* else b_dec stays 0: no gradient */
+        for (int t = 0; t < nt; t++)
+            for (int i = 0; i < d; i++) gbd[i] += w->bdec_part[(int64_t)t * d + i];
+        if (own_enc) /* the encoder's share: xc = xn − b_dec */
+            for (int i = 0; i < d; i++) gbd[i] -= w->dxc_sum[i];
+    }
 
     st->loss = st->rec + st->penalty + st->aux;
     return LP_OK;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "loupe/sae.h"
+#include "sae/arch.h"
 
 void lp_train_opts_default(lp_train_opts *o) {
     memset(o, 0, sizeof *o);
@@ -25,7 +26,11 @@ void lp_train_opts_default(lp_train_opts *o) {
 }
 
 void lp_sae_resolve_defaults(lp_sae_config *c, const lp_train_opts *o) {
-    if (c->k_aux < 0) c->k_aux = c->arch == LP_SAE_TOPK || c->arch == LP_SAE_BATCHTOPK ? c->d_in / 2 : 0;
+    if (c->k_aux < 0)
+        c->k_aux = c->arch == LP_SAE_TOPK || c->arch == LP_SAE_BATCHTOPK || c->arch == LP_SAE_HIERTOPK ||
+                           c->arch == LP_SAE_KRON
+                       ? c->d_in / 2
+                       : 0;
     if (c->k_aux > c->d_sae) c->k_aux = c->d_sae;
     if (c->dead_tokens <= 0) {
         int64_t t = o->tokens / 20;
@@ -174,6 +179,22 @@ static void geometric_median(float *out, const float *x, int64_t n, int d) {
     free(acc);
 }
 
+/* An SAE on inputs scaled by r more: biases and thresholds scale with the
+ * input (every activation is positively homogeneous), the weights stay. */
+static void rescale_inputs(lp_sae *s, float r) {
+    const int64_t E = (int64_t)s->p_size[LP_SAE_B_ENC];
+    int64_t E_fixed = E; /* encoder rows whose bias scales with the input */
+    if (s->cfg.arch == LP_SAE_KRON && s->cfg.kron_and == LP_KRON_PRODUCT) {
+        /* z = p·q: p scales by r, q must not, so Q /= r and b_q stays */
+        E_fixed = (int64_t)s->cfg.kron_heads * s->cfg.kron_m;
+        for (int64_t i = E_fixed * s->cfg.d_in; i < E * s->cfg.d_in; i++) s->p[LP_SAE_W_ENC][i] /= r;
+    }
+    for (int64_t i = 0; i < E_fixed; i++) s->p[LP_SAE_B_ENC][i] *= r;
+    for (int i = 0; i < s->cfg.d_in; i++) s->p[LP_SAE_B_DEC][i] *= r;
+    for (size_t f = 0; f < s->p_size[LP_SAE_LOG_THRESHOLD]; f++) s->p[LP_SAE_LOG_THRESHOLD][f] += logf(r);
+    s->theta *= r;
+}
+
 /* norm scale and b_dec from the first init_sample rows of a seeded order */
 static int init_from_data(lp_sae *s, const lp_store *st, const lp_train_opts *o, const int64_t *perm) {
     const int d = s->cfg.d_in;
@@ -194,10 +215,17 @@ static int init_from_data(lp_sae *s, const lp_store *st, const lp_train_opts *o,
         mean_norm += sqrt(ss) / n;
     }
     float scale = mean_norm > 0 ? (float)(sqrt((double)d) / mean_norm) : 1.0f;
+    if (o->warm_start) { /* keep the weights: move them to the new input scale */
+        rescale_inputs(s, scale / s->cfg.norm_scale);
+        s->cfg.norm_scale = scale;
+        free(x);
+        return LP_OK;
+    }
     s->cfg.norm_scale = scale;
     for (int64_t i = 0; i < n * d; i++) x[i] *= scale;
     float *bd = s->p[LP_SAE_B_DEC];
-    if (o->bdec_init == LP_BDEC_MEDIAN) geometric_median(bd, x, n, d);
+    if (s->cfg.no_decoder_bias) { /* b_dec stays 0 */
+    } else if (o->bdec_init == LP_BDEC_MEDIAN) geometric_median(bd, x, n, d);
     else if (o->bdec_init == LP_BDEC_MEAN) {
         for (int j = 0; j < d; j++) {
             double acc = 0;
@@ -227,12 +255,19 @@ int lp_sae_train(lp_sae *s, const lp_store *st, const lp_train_opts *o) {
     if (B <= 0 || count < B)
         return lp_fail(LP_ERR_ARG, "batch %d needs at least that many rows (store has %lld)", B,
                        (long long)count);
+    if (s->cfg.arch == LP_SAE_BOOST)
+        return lp_fail(LP_ERR_ARG, "a boost SAE is stitched from a base and a residual SAE, not trained as a whole "
+                                   "(train the residual with a base SAE: loupe train --arch boost --base DIR)");
+    if (o->base && o->base->cfg.d_in != d)
+        return lp_fail(LP_ERR_ARG, "the base SAE has d_in=%d but the SAE being trained has d_in=%d",
+                       o->base->cfg.d_in, d);
     const int64_t total = (o->tokens + B - 1) / B;
     const int64_t warm = o->warmup_steps >= 0 ? o->warmup_steps : total / 100;
     lp_sae *g = NULL, *m = NULL, *v = NULL;
     lp_sae_work *w = NULL;
     int64_t *perm = NULL, *dead = NULL, *idx = NULL;
-    float *x = NULL;
+    float *x = NULL, *tgt = NULL;
+    lp_sae_infer base_ws = {0};
     FILE *log = NULL;
     int rc;
     if ((rc = lp_sae_like(&g, s)) || (rc = lp_sae_like(&m, s)) || (rc = lp_sae_like(&v, s)) ||
@@ -241,7 +276,8 @@ int lp_sae_train(lp_sae *s, const lp_store *st, const lp_train_opts *o) {
     perm = lp_malloc((size_t)count * sizeof *perm);
     dead = lp_calloc((size_t)F, sizeof *dead);
     x = lp_malloc_aligned((size_t)B * d * sizeof(float));
-    if (!perm || !dead || !x) {
+    if (o->base) tgt = lp_malloc_aligned((size_t)B * d * sizeof(float));
+    if (!perm || !dead || !x || (o->base && !tgt)) {
         rc = LP_ERR_NOMEM;
         goto done;
     }
@@ -262,7 +298,7 @@ int lp_sae_train(lp_sae *s, const lp_store *st, const lp_train_opts *o) {
         h.batch = B;
         h.seed = s->cfg.seed;
         h.n_params = (int64_t)s->n_params;
-        lp_sae_init(s, s->cfg.seed);
+        if (!o->warm_start) lp_sae_init(s, s->cfg.seed);
         make_perm(perm, count, s->cfg.seed, -1);
         if ((rc = init_from_data(s, st, o, perm))) goto done;
     }
@@ -294,9 +330,14 @@ int lp_sae_train(lp_sae *s, const lp_store *st, const lp_train_opts *o) {
         if ((rc = lp_store_gather(st, idx, B, x))) goto done;
         if ((rc = check_rows(x, B, d, st, idx))) goto done;
         const float sc = s->cfg.norm_scale;
+        if (o->base) { /* boost: reconstruct what the frozen base misses */
+            if ((rc = lp_sae_infer_run(&base_ws, o->base, x, B, tgt))) goto done;
+            for (int64_t i = 0; i < (int64_t)B * d; i++) tgt[i] = (x[i] - tgt[i]) * sc;
+        }
         for (int64_t i = 0; i < (int64_t)B * d; i++) x[i] *= sc;
+        const float *tn = o->base ? tgt : x;
         lp_sae_stats ss;
-        if ((rc = lp_sae_grads(s, g, w, x, B, dead, &ss))) goto done;
+        if ((rc = lp_sae_grads_target(s, g, w, x, tn, B, dead, &ss))) goto done;
         if (!isfinite(ss.loss)) {
             rc = lp_fail(LP_ERR_NUM, "training diverged at step %lld (loss is %g): lower --lr",
                          (long long)h.step, ss.loss);
@@ -323,10 +364,10 @@ int lp_sae_train(lp_sae *s, const lp_store *st, const lp_train_opts *o) {
             double var = 0;
             for (int j = 0; j < d; j++) {
                 double mu = 0, sq = 0;
-                for (int b = 0; b < B; b++) mu += x[(int64_t)b * d + j];
+                for (int b = 0; b < B; b++) mu += tn[(int64_t)b * d + j];
                 mu /= B;
                 for (int b = 0; b < B; b++) {
-                    double t = x[(int64_t)b * d + j] - mu;
+                    double t = tn[(int64_t)b * d + j] - mu;
                     sq += t * t;
                 }
                 var += sq / B;
@@ -367,5 +408,7 @@ done:
     free(perm);
     free(dead);
     lp_free(x);
+    lp_free(tgt);
+    lp_sae_infer_free(&base_ws);
     return rc;
 }

@@ -62,6 +62,7 @@ int lp_lm_eval(const lp_model *m, const lp_tokenizer *tok, lp_sae *sae, lp_hook_
         (rc = lp_splice_init(&sp_zero, LP_SPLICE_ZERO, NULL, bos, B * T, D)))
         goto done;
     sp_sae.k_override = o->k_override;
+    sp_sae.keep = o->keep;
     if ((rc = lp_runner_new(&r, m, B, T))) goto done;
     if ((rc = lp_windows_open(&w, data, o->skip_bytes, tok, T))) goto done;
     wopen = 1;

@@ -22,7 +22,8 @@ int lp_splice_init(lp_splice *s, int mode, lp_sae *sae, int bos, int max_rows, i
         if (sae->cfg.d_in != D)
             return lp_fail(LP_ERR_ARG, "SAE d_in=%d does not match the hook's width %d", sae->cfg.d_in, D);
         size_t F = (size_t)sae->cfg.d_sae;
-        s->pre = lp_malloc_aligned((size_t)max_rows * F * sizeof(float));
+        size_t E = (size_t)lp_sae_enc_rows(sae); /* pre columns: kron's h(m+n) may exceed F */
+        s->pre = lp_malloc_aligned((size_t)max_rows * (E > F ? E : F) * sizeof(float));
         s->xn = lp_malloc_aligned((size_t)max_rows * D * sizeof(float));
         s->xhat = lp_malloc_aligned((size_t)max_rows * D * sizeof(float));
         s->fires = lp_calloc(F, sizeof(int64_t));
@@ -61,6 +62,18 @@ static void limit_k(lp_sae_codes *c, int k) {
     c->rowptr[c->B] = w;
 }
 
+/* remove the codes of latents outside keep (ablation after selection) */
+static void drop_latents(lp_sae_codes *c, const uint8_t *keep) {
+    int64_t w = 0;
+    for (int b = 0; b < c->B; b++) {
+        int64_t a = c->rowptr[b], e = c->rowptr[b + 1];
+        c->rowptr[b] = w;
+        for (int64_t j = a; j < e; j++)
+            if (keep[c->idx[j]]) c->idx[w] = c->idx[j], c->val[w] = c->val[j], c->pre[w] = c->pre[j], w++;
+    }
+    c->rowptr[c->B] = w;
+}
+
 int lp_splice_hook(float *act, const lp_hook_ctx *ctx, void *user) {
     lp_splice *s = user;
     const int D = ctx->D;
@@ -86,6 +99,7 @@ int lp_splice_hook(float *act, const lp_hook_ctx *ctx, void *user) {
     int rc = lp_sae_ops_for(sae->cfg.arch)->select(sae, s->pre, (int)n, &s->codes, 0, NULL);
     if (rc) return rc;
     if (s->k_override > 0) limit_k(&s->codes, s->k_override);
+    if (s->keep) drop_latents(&s->codes, s->keep);
     lp_sae_decode(sae, &s->codes, s->xhat);
     for (int64_t r = 0; r < n; r++) {
         float *a = act + rows[r] * D;
