@@ -14,6 +14,29 @@
  * and its reconstruction is x̂ = x̂n / s directly. cfg.json also carries a
  * "loupe" object (arch, k, training provenance) so loupe reloads exactly what
  * it saved; files written by SAELens or sparsify themselves load without it.
+ *
+ * The variants (see loupe/sae.h):
+ *   hiertopk  saved as a TopK SAE with k = K (SAELens "topk", sparsify
+ *             "topk"): either library runs it at K; loupe.arch "hiertopk"
+ *             tells loupe that any k ≤ K is meaningful (loupe eval --k).
+ *   boost     saved as a JumpReLU SAE (SAELens "jumprelu" + threshold; the
+ *             sparsify layout with activation "boost" + threshold), which is
+ *             exactly its forward; loupe.base_latents says where the
+ *             residual's latents start. SAELens can load and run it as is.
+ *   kron      SAELens layout only, architecture "kron" (loupe's own; SAELens
+ *             has no such class) with the factorised encoder:
+ *               W_p [d_in, h·m]  b_p [h·m]  W_q [d_in, h·n]  b_q [h·n]
+ *               W_dec [h·m·n, d_in]  b_dec [d_in]
+ *             and loupe.kron_heads / kron_m / kron_n / kron_and. A dense
+ *             W_enc cannot express z = √(p q) (nor p·q), so there is no
+ *             export to a plain SAELens/sparsify SAE: the decoder (W_dec,
+ *             b_dec, under SAELens's names and shapes) is directly usable by
+ *             anything that only decodes or reads feature directions; encoding
+ *             needs the factorised encoder above (15 lines of numpy: see
+ *             tests/ref/sae_variants_ref.py). Folding s: mAND is positively
+ *             homogeneous, so b_p /= s, b_q /= s; the plain product is not:
+ *             W_p *= s (b_p kept), b_q /= s.
+ *             The sparsify layout refuses kron SAEs.
  */
 #ifndef LOUPE_SAE_FORMAT_H
 #define LOUPE_SAE_FORMAT_H

@@ -48,5 +48,8 @@ int cmd_train_sites(int argc, char **argv); /* train_sites.c: loupe train --site
 int cmd_flow(int argc, char **argv);
 int cmd_steer(int argc, char **argv);
 int cmd_lens(int argc, char **argv);
+int cmd_stability(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_pool(int argc, char **argv);
 
 #endif

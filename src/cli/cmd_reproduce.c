@@ -15,7 +15,13 @@ static const struct {
     lp_reproduce_fn fn;
     const char *help;
 } k_repro[] = {
-    /* {"hierarchical", lp_reproduce_hierarchical, "HierarchicalTopK vs per-k TopK (arXiv 2505.24473)"}, */
+    {"hierarchical", lp_reproduce_hierarchical, "HierarchicalTopK vs per-k TopK SAEs: EV/CE vs L0, step time (arXiv 2505.24473)"},
+    {"boost", lp_reproduce_boost, "residual SAE on a new domain vs base and fine-tuned base (SAE Boost, arXiv 2507.12990)"},
+    {"kronsae", lp_reproduce_kronsae, "KronSAE (mAND, m = 1, 2, 4) vs TopK at equal F and k: EV, CE, dead, FLOPs, speed (arXiv 2505.22255)"},
+    {"flow", lp_reproduce_flow, "cross-layer feature flow: classes, graphs, deactivation (arXiv 2502.03032)"},
+    {"steering", lp_reproduce_steering, "steering by an SAE feature: behaviour rate and coherence (arXiv 2606.10029, 2502.03032)"},
+    {"autointerp", lp_reproduce_autointerp, "segment tags and explainer AUROC per tag, prompt vs generated (arXiv 2606.10029)"},
+    {"stability", lp_reproduce_stability, "feature stability across seeds: stable vs unstable latents, subspaces, synthetic truth, pooled SAEs (arXiv 2606.12138)"},
     {NULL, NULL, NULL}};
 
 int cmd_reproduce(int argc, char **argv) {

@@ -196,6 +196,11 @@ int cmd_train(int argc, char **argv) {
         }
         lp_sae_free(probe);
     }
+    if (c.arch == LP_SAE_KRON && fmt == LP_SAE_FMT_SPARSIFY) {
+        lp_store_close_reader(st);
+        return cli_errorf("train", "a kron SAE cannot be saved in the sparsify layout (no factorised encoder there); "
+                                   "use --format saelens");
+    }
     if (lp_mkdirs(out)) {
         lp_sae_free(base);
         lp_store_close_reader(st);

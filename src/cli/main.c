@@ -54,6 +54,9 @@ static const struct {
     {"flow", cmd_flow, "feature flow across layers: match site SAEs by decoder cosine, classes, graphs"},
     {"steer", cmd_steer, "generate with SAE-feature interventions; --eval measures the behaviour change"},
     {"lens", cmd_lens, "logit lens of a direction (decoder row, vector, mean difference): top tokens"},
+    {"stability", cmd_stability, "which SAE latents are reproducible across seeds; what the unstable ones do"},
+    {"synth", cmd_synth, "synthetic activations with known ground truth; score SAEs against it"},
+    {"pool", cmd_pool, "a pooled SAE from the latents several seeds agree on"},
     {"demo", cmd_demo, "the main job on the shipped default model"},
 };
 

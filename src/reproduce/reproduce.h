@@ -18,4 +18,32 @@ typedef int (*lp_reproduce_fn)(const lp_reproduce_opts *o, lp_report *r);
  * default locations (see cli_shared_path). Returns a static buffer. */
 const char *lp_reproduce_shared(const lp_reproduce_opts *o, const char *rel);
 
+/* ---- flow and steering drivers (flow.c, steering.c, sites.c) ---- */
+#include "loupe/flow.h"
+int lp_reproduce_flow(const lp_reproduce_opts *o, lp_report *r);
+int lp_reproduce_steering(const lp_reproduce_opts *o, lp_report *r);
+/* SAEs at every site of stories260K (all_kinds: resid_post, mlp_out and
+ * attn_out of every layer; else resid_post only) trained on the TinyStories
+ * sample into dir (the `loupe train --sites` layout), or reused from dir
+ * when trained with the same settings; *data_bytes = bytes of the sample
+ * the harvest used (held-out text starts there). */
+typedef struct {
+    int all_kinds;
+    int64_t harvest_tokens;
+    int ctx;
+    int d_sae, k;
+    int64_t train_tokens;
+} lp_repro_sites_cfg;
+int lp_repro_sites(const lp_reproduce_opts *o, const lp_repro_sites_cfg *c, const char *dir, lp_flow_sites *out,
+                   int64_t *data_bytes);
+
+/* ---- segment-aware auto-interpretation (autointerp.c, arXiv 2606.10029 §2) ---- */
+int lp_reproduce_autointerp(const lp_reproduce_opts *o, lp_report *r);
+
+/* ---- SAE variants (hierarchical.c, kronsae.c, boost.c; helpers in variants.h) ---- */
+int lp_reproduce_hierarchical(const lp_reproduce_opts *o, lp_report *r);
+int lp_reproduce_kronsae(const lp_reproduce_opts *o, lp_report *r);
+int lp_reproduce_boost(const lp_reproduce_opts *o, lp_report *r);
+int lp_reproduce_stability(const lp_reproduce_opts *o, lp_report *r); /* stability.c */
+
 #endif

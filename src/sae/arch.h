@@ -54,7 +54,7 @@ void lp_sae_pre(const lp_sae *s, const float *xn, int B, float *xc, float *pre);
  * random unit-norm, b_p = b_q = 0, W_dec[g,i,j] = (P_gi + Q_gj)/‖·‖. */
 void lp_sae_kron_init(lp_sae *s, lp_rng *rng);
 
-/* Inference scratch that grows to the largest batch seen (boost.c):
+/* Inference scratch that grows to the largest batch seen (stitch.c):
  * xhat [B,d] = the SAE's reconstruction of raw rows x (norm_scale applied
  * and undone). Zero-initialise; release with lp_sae_infer_free. */
 typedef struct {
