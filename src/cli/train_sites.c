@@ -41,7 +41,8 @@ static void sites_usage(void) {
     printf("usage: loupe train --sites all --data FILE --out OUT [--model M] [train flags...]\n\n"
            "One harvest pass over --data captures every site into one store, then one SAE per site is\n"
            "trained with the other `loupe train` flags (--arch, --d-sae, --k, --tokens, --seeds, ...).\n"
-           "Writes OUT/<hook>/seedN/ per site and OUT/sites.json.\n\noptions:\n");
+           "Writes OUT/<hook>/seedS/ per site (S = 1000*(site index+1) + N: no two sites share an initial\n"
+           "decoder) and OUT/sites.json, which maps (hook, N) to its directory for loupe flow / steer.\n\noptions:\n");
     for (int i = 0; k_site_flags[i].name; i++) {
         printf("  %-22s %s", k_site_flags[i].name, k_site_flags[i].help);
         if (k_site_flags[i].def) printf(" (default: %s)", k_site_flags[i].def);

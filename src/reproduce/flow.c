@@ -36,6 +36,17 @@ static int val_cb(void *user, int rows, const int *tok, const lp_sae_codes *cons
     return LP_OK;
 }
 
+/* a token piece for a markdown table cell: control bytes as \xNN, '|' as '/' */
+static void cell_piece(const char *p, char *out, size_t cap) {
+    size_t k = 0;
+    for (; p && *p && k + 5 < cap; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20) k += (size_t)snprintf(out + k, cap - k, "\\x%02X", c);
+        else out[k++] = c == '|' ? '/' : (char)c;
+    }
+    out[k] = 0;
+}
+
 /* ---- deactivation experiment ---------------------------------------------- */
 enum { MAXW = 8 }; /* windows run per target */
 
@@ -251,23 +262,27 @@ int lp_reproduce_flow(const lp_reproduce_opts *o, lp_report *r) {
             int top[3];
             if (lp_lens(m, s->p[LP_SAE_W_DEC] + (int64_t)g.node[k].feature * D, sc)) continue;
             lp_lens_top(sc, m->cfg.vocab_size, 3, top, NULL);
-            labels[k] = malloc(96);
-            if (labels[k])
-                snprintf(labels[k], 96, "'%s' '%s' '%s'", lp_tokenizer_piece(tok, top[0]), lp_tokenizer_piece(tok, top[1]),
-                         lp_tokenizer_piece(tok, top[2]));
+            char a[40], b[40], c3[40];
+            cell_piece(lp_tokenizer_piece(tok, top[0]), a, sizeof a);
+            cell_piece(lp_tokenizer_piece(tok, top[1]), b, sizeof b);
+            cell_piece(lp_tokenizer_piece(tok, top[2]), c3, sizeof c3);
+            labels[k] = malloc(160);
+            if (labels[k]) snprintf(labels[k], 160, "'%s' '%s' '%s'", a, b, c3);
         }
         free(sc);
-        char name[64];
+        char name[64], dname[64];
         snprintf(name, sizeof name, "graph_L%d_f%d.json", NL - 1, best);
         char *pj = lp_path_join(o->out, name);
-        snprintf(name, sizeof name, "graph_L%d_f%d.dot", NL - 1, best);
-        char *pd = lp_path_join(o->out, name);
+        snprintf(dname, sizeof dname, "graph_L%d_f%d.dot", NL - 1, best);
+        char *pd = lp_path_join(o->out, dname);
         rc = lp_flow_graph_write_json(&g, (const char *const *)labels, pj);
         if (!rc) rc = lp_flow_graph_write_dot(&g, (const char *const *)labels, pd);
         const char *hdr[] = {"from", "to", "cos", "strong", "from: logit-lens top tokens"};
         char cap[256];
-        snprintf(cap, sizeof cap, "Flow graph of residual feature %d at layer %d (%s), also in %s and .dot", best, NL - 1,
-                 lp_flow_class_name(ly->cls[best]), name);
+        snprintf(cap, sizeof cap,
+                 "Flow graph of residual feature %d at layer %d (%s; the layer's feature with the strongest residual match), "
+                 "also in %s and %s",
+                 best, NL - 1, lp_flow_class_name(ly->cls[best]), name, dname);
         lp_report_table(r, cap, 5, hdr);
         for (int k = 0; k < g.n_edges; k++) {
             const lp_flow_node *a = &g.node[g.edge[k].from], *b = &g.node[g.edge[k].to];
@@ -470,13 +485,24 @@ int lp_reproduce_flow(const lp_reproduce_opts *o, lp_report *r) {
         snprintf(b, sizeof b, "top-1 %.1f%% vs random co-active predecessor %.1f%%", s1, sr);
         lp_report_claim(r, "The cosine match is a real handle: far better than a random predecessor", "65% vs (random not reported)",
                         b, s1 >= 2 * sr && s1 - sr >= 20);
+        snprintf(b, sizeof b, "%.1f / %.1f = %.2f", s1, se, se > 0 ? s1 / se : 0);
+        lp_report_claim(r,
+                        "The data-free top-1 match gets most of what an exhaustive search gets (ratio of success rates; "
+                        "agreement within 0.1)",
+                        "65 / 73 = 0.89", b, se > 0 && fabs(s1 / se - 65.0 / 73.0) <= 0.1);
+        lp_report_number(r, "deact_top1_over_exhaustive", se > 0 ? s1 / se : 0);
         lp_report_text(r,
                        "Deactivation protocol: %d held-out windows of %d tokens; per layer up to %d target features firing on "
                        ">= 4 tokens, each run on its (up to) %d windows with the most activations. Success = the target's mean "
                        "activation over its clean active tokens at least halves. The paper does not spell out its success "
                        "criterion in the abstract; this is loupe's. 'Exhaustive' searches the top-1 match and the %d "
-                       "predecessors most often co-active with the target, not every feature.",
-                       W, C, per_layer, MAXW, max_cands);
+                       "predecessors most often co-active with the target, not every feature. Why the absolute rates "
+                       "are lower than the paper's: stories260K's residual stream has 64 dimensions holding %d features per "
+                       "site, so a feature's pre-activation sums many overlapping predecessors and removing one rarely halves "
+                       "it (the mean change shows the effect is real, and %.0f times the random baseline's); the paper used "
+                       "Gemma 2 2B and LLaMA 3.1 8B with far wider residual streams, and its own success criterion.",
+                       W, C, per_layer, MAXW, max_cands, sc.d_sae,
+                       all.rand_rel < 0 ? all.top1_rel / all.rand_rel : 0.0);
     }
     lp_report_text(r, "Total time %.0fs (site SAEs %.0fs).", lp_now() - t_start, t_train);
 done:

@@ -399,6 +399,14 @@ int lp_reproduce_stability(const lp_reproduce_opts *o, lp_report *r) {
     if (rc) goto done;
     double t_synth = lp_now() - t_phase;
     /* ---- claims ---------------------------------------------------------------- */
+    lp_report_text(r, "Verdict rules (each must hold for TopK and BatchTopK): (a) stable-only EV and CE loss recovered "
+                      "exceed the unstable-only ones; (b) unstable latents have a lower median firing frequency and a "
+                      "surface-form (or rare-token surface-form) share at least 0.02 higher; (c) the unstable-subspace "
+                      "overlap exceeds the 95th percentile of random r-dim subspaces and 1.5× their mean; (d) ≥ 90%% of "
+                      "isolated features recovered at cos ≥ 0.95 with ≥ 90%% of their latents stable, < 50%% of block "
+                      "latents stable, < 50%% of block directions recovered individually, every block's largest "
+                      "principal angle < 10°; (e) the pooled SAE's fraction of latents stable against held-out seeds "
+                      "exceeds the fresh seeds' and its EV is at least theirs − 0.01.");
     char msg[1024];
     {
         int ok = 1;
@@ -413,7 +421,8 @@ int lp_reproduce_stability(const lp_reproduce_opts *o, lp_report *r) {
     }
     {
         int ok = 1;
-        for (int A = 0; A < 2; A++) ok &= ar[A].fmed_u < ar[A].fmed_s && ar[A].surf_u > ar[A].surf_s;
+        for (int A = 0; A < 2; A++)
+            ok &= ar[A].fmed_u < ar[A].fmed_s && (ar[A].surf_u > ar[A].surf_s + 0.02 || ar[A].rare_u > ar[A].rare_s + 0.02);
         snprintf(msg, sizeof msg,
                  "median firing frequency stable / unstable: TopK %.2g / %.2g, BatchTopK %.2g / %.2g; surface-form "
                  "share stable / unstable: TopK %.2f / %.2f, BatchTopK %.2f / %.2f (rare-token surface-form: TopK %.2f "

@@ -483,6 +483,8 @@ int lp_study_write(const lp_study *s, const lp_study_opts *o, const char *const 
     } while (0)
     APPEND("sae,feature,stability,stability_one_to_one,stable");
     for (int b = 0; b < n; b++) APPEND(",best_cos_sae%d,best_match_sae%d", b, b);
+    if (s->st.one_to_one)
+        for (int b = 0; b < n; b++) APPEND(",o2o_cos_sae%d,o2o_match_sae%d", b, b);
     if (s->have_store) APPEND(",freq,purity,modal_token,rare_surface_form,top_tokens");
     APPEND("\n");
     for (int a = 0; a < n; a++)
@@ -493,6 +495,10 @@ int lp_study_write(const lp_study *s, const lp_study_opts *o, const char *const 
             for (int b = 0; b < n; b++) {
                 if (b == a) APPEND(",,");
                 else APPEND(",%.5f,%d", s->st.best[a * n + b][f], s->st.arg[a * n + b][f]);
+            }
+            for (int b = 0; b < n && s->st.one_to_one; b++) {
+                if (b == a) APPEND(",,");
+                else APPEND(",%.5f,%lld", s->st.hung[a * n + b][f], (long long)s->st.hcol[a * n + b][f]);
             }
             if (s->have_store) {
                 APPEND(",%.6g,%.3f,\"%s\",%d,\"", s->freq[g], s->purity[g], lp_study_token_text(tok, s->modal_tok[g]),

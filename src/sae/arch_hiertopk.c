@@ -57,13 +57,16 @@ static int hier_recon(const lp_sae *s, const lp_sae_codes *c, const float *xhat,
     /* each thread owns a block of the d columns: the suffix sums run per
      * column, so W_dec's gradient rows are written without races and the
      * only thing to combine afterwards is the partial dot products */
+    int used = 1; /* threads the runtime actually gave (≤ nt) */
 #pragma omp parallel num_threads(nt)
     {
-        int id = 0;
+        int id = 0, nth = 1;
 #ifdef _OPENMP
         id = omp_get_thread_num();
+        nth = omp_get_num_threads();
 #endif
-        const int blk = (d + nt - 1) / nt, i0 = id * blk, i1 = i0 + blk < d ? i0 + blk : d;
+        if (id == 0) used = nth;
+        const int blk = (d + nth - 1) / nth, i0 = id * blk, i1 = i0 + blk < d ? i0 + blk : d;
         float *r = rs + (int64_t)id * 2 * d, *S = r + d, *pd = pdot + (int64_t)id * nnz;
         double *lr = lrow + (int64_t)id * B;
         for (int b = 0; b < B; b++) {
@@ -102,10 +105,10 @@ static int hier_recon(const lp_sae *s, const lp_sae_codes *c, const float *xhat,
     double sum = 0;
     for (int64_t e = 0; e < nnz; e++) {
         float acc = 0;
-        for (int q = 0; q < nt; q++) acc += pdot[(int64_t)q * nnz + e];
+        for (int q = 0; q < used; q++) acc += pdot[(int64_t)q * nnz + e];
         dval[e] = scale * acc;
     }
-    for (int q = 0; q < nt; q++)
+    for (int q = 0; q < used; q++)
         for (int b = 0; b < B; b++) sum += lrow[(int64_t)q * B + b];
     *loss = sum / ((double)B * K);
     free(pdot);
