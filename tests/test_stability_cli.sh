@@ -13,16 +13,18 @@ PY=${PY:-/usr/bin/python3}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
+ASAN=0; case "${BUILD:-build}" in *asan*) ASAN=1;; esac
 
 # ---- the synthetic model and three seeds --------------------------------------
 "$L" synth --out "$T/syn" --rows 200000 2>"$T/err" || fail "synth: $(cat "$T/err")"
-"$L" train --store "$T/syn/store" --arch topk --d-sae 160 --k 8 --tokens 500000 --seeds 0,1,2 --out "$T/sae" \
+TOK=500000; [ $ASAN = 1 ] && TOK=60000  # under the sanitizers: the same paths, fewer steps
+"$L" train --store "$T/syn/store" --arch topk --d-sae 160 --k 8 --tokens $TOK --seeds 0,1,2 --out "$T/sae" \
   --quiet 2>"$T/err" >/dev/null || fail "train: $(tail -1 "$T/err")"
 S="$T/sae/seed0 $T/sae/seed1 $T/sae/seed2"
 
 # ---- known answer ---------------------------------------------------------------
 "$L" synth --truth "$T/syn/truth.safetensors" $S --json >"$T/score.json" 2>"$T/err" || fail "score: $(cat "$T/err")"
-"$PY" - "$T/score.json" <<'EOF' || fail "known-answer criteria: $(cat "$T/score.json")"
+[ $ASAN = 1 ] || "$PY" - "$T/score.json" <<'EOF' || fail "known-answer criteria: $(cat "$T/score.json")"
 import json, sys
 s = json.load(open(sys.argv[1]))
 ok = True
@@ -45,7 +47,7 @@ EOF
   || fail "stability: $(cat "$T/err")"
 grep -q "fraction stable" "$T/st.txt" || fail "no summary printed"
 [ -s "$T/st/features.csv" ] && [ -s "$T/st/stability.json" ] || fail "stability outputs missing"
-"$PY" - "$T" <<'EOF' || fail "stability vs numpy/scipy"
+ASAN=$ASAN "$PY" - "$T" <<'EOF' || fail "stability vs numpy/scipy"
 import csv, json, os, sys
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -87,7 +89,7 @@ for a in range(3):
         bad += abs(float(r["stability"]) - want) > 1e-6
 j = json.load(open(os.path.join(T, "st", "stability.json")))
 assert len(j["tau_sweep"]) == 6 and j["subspaces"]["rank"] > 0 and len(j["bins"]) == 3
-assert all(e["ev_full"] > 0.8 for e in j["saes"]), [e["ev_full"] for e in j["saes"]]
+assert all(e["ev_full"] > (0.8 if os.environ.get("ASAN") != "1" else 0) for e in j["saes"]), [e["ev_full"] for e in j["saes"]]
 if bad:
     print("mismatches:", bad, file=sys.stderr)
 sys.exit(1 if bad else 0)
@@ -98,7 +100,7 @@ EOF
   || fail "pool: $(cat "$T/err")"
 grep -q "clusters" "$T/pool.txt" || fail "pool printed no clustering"
 "$L" sae info "$T/pool" >/dev/null 2>&1 || fail "pooled SAE does not load"
-"$PY" - "$T/pool.txt" <<'EOF' || fail "pooled SAE EV too low: $(cat "$T/pool.txt")"
+[ $ASAN = 1 ] || "$PY" - "$T/pool.txt" <<'EOF' || fail "pooled SAE EV too low: $(cat "$T/pool.txt")"
 import re, sys
 t = open(sys.argv[1]).read()
 m = re.search(r"after ([0-9.]+).*originals' mean ([0-9.]+)", t)

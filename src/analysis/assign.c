@@ -16,7 +16,7 @@ typedef struct {
     int64_t n;
     const float *C;
     int64_t *x, *y;    /* row → column, column → row (-1: none) */
-    double *v, *d;     /* column prices, path lengths */
+    double *v, *d, *vk; /* column prices; path lengths and prices in scan order */
     int64_t *free_rows, *cols, *pred;
     int64_t n_free;
 } jv;
@@ -81,7 +81,7 @@ static void reduction_transfer(jv *s, const int64_t *matches) {
 static void augmenting_row_reduction(jv *s) {
     const int64_t n = s->n;
     for (int pass = 0; pass < 2 && s->n_free > 0; pass++) {
-        int64_t k = 0, prev = s->n_free, nf = 0, steps = 0, cap = 64 * n + 1024;
+        int64_t k = 0, prev = s->n_free, nf = 0, steps = 0, cap = 8 * prev + n; /* each step scans a row */
         while (k < prev) {
             if (++steps > cap) { /* keep the rest for the augmentation phase */
                 memmove(s->free_rows + nf, s->free_rows + k, (size_t)(prev - k) * sizeof(int64_t));
@@ -125,34 +125,46 @@ static void augmenting_row_reduction(jv *s) {
 }
 
 /* Shortest augmenting path from free row f (Dijkstra over columns with
- * reduced costs; cols[0..low) are done, cols[low..up) are at the current
- * minimum distance, cols[up..n) are still to be reached). */
+ * reduced costs). Columns live in cols[] by state: cols[0..low) are done,
+ * cols[low..up) are at the current minimum distance, cols[up..n) are still to
+ * be reached. Their distances and prices are kept in the same order (dk, vk)
+ * so that the scans run over contiguous memory; only the cost row is
+ * gathered. */
 static void augment(jv *s, int64_t f) {
     const int64_t n = s->n;
-    double *d = s->d, *v = s->v;
+    double *dk = s->d, *vk = s->vk, *v = s->v;
     int64_t *cols = s->cols, *pred = s->pred, *y = s->y, *x = s->x;
     const float *rf = s->C + f * n;
     for (int64_t j = 0; j < n; j++) {
-        d[j] = (double)rf[j] - v[j];
-        pred[j] = f;
         cols[j] = j;
+        vk[j] = v[j];
+        dk[j] = (double)rf[j] - v[j];
+        pred[j] = f;
     }
+#define SWAP(a, b)                                                                                                     \
+    do {                                                                                                               \
+        int64_t tc_ = cols[a];                                                                                         \
+        cols[a] = cols[b], cols[b] = tc_;                                                                              \
+        double td_ = dk[a];                                                                                            \
+        dk[a] = dk[b], dk[b] = td_;                                                                                    \
+        double tv_ = vk[a];                                                                                            \
+        vk[a] = vk[b], vk[b] = tv_;                                                                                    \
+    } while (0)
     int64_t low = 0, up = 0, last = -1, end = -1;
     double mn = 0;
     while (end < 0) {
         if (up == low) { /* collect the columns at the next minimum distance */
             last = low - 1;
-            mn = d[cols[up++]];
+            mn = dk[up++];
             for (int64_t k = up; k < n; k++) {
-                int64_t j = cols[k];
-                double h = d[j];
+                const double h = dk[k];
                 if (h <= mn) {
                     if (h < mn) {
                         up = low;
                         mn = h;
                     }
-                    cols[k] = cols[up];
-                    cols[up++] = j;
+                    SWAP(k, up);
+                    up++;
                 }
             }
             for (int64_t k = low; k < up; k++)
@@ -163,31 +175,30 @@ static void augment(jv *s, int64_t f) {
             if (end >= 0) break;
         }
         /* scan from one column at the minimum through the row assigned to it */
-        int64_t j1 = cols[low++], i = y[j1];
+        const int64_t j1 = cols[low], i = y[j1];
+        const double h = (double)s->C[i * n + j1] - vk[low] - mn;
+        low++;
         const float *ri = s->C + i * n;
-        double h = (double)ri[j1] - v[j1] - mn;
         for (int64_t k = up; k < n; k++) {
-            int64_t j = cols[k];
-            double v2 = (double)ri[j] - v[j] - h;
-            if (v2 < d[j]) {
+            const double v2 = (double)ri[cols[k]] - vk[k] - h;
+            if (v2 < dk[k]) {
+                const int64_t j = cols[k];
                 pred[j] = i;
+                dk[k] = v2;
                 if (v2 == mn) {
                     if (y[j] < 0) {
                         end = j;
                         break;
                     }
-                    cols[k] = cols[up];
-                    cols[up++] = j;
+                    SWAP(k, up);
+                    up++;
                 }
-                d[j] = v2;
             }
         }
     }
+#undef SWAP
     /* prices of the finished columns */
-    for (int64_t k = 0; k <= last; k++) {
-        int64_t j = cols[k];
-        v[j] += d[j] - mn;
-    }
+    for (int64_t k = 0; k <= last; k++) v[cols[k]] += dk[k] - mn;
     /* flip the path */
     for (;;) {
         int64_t i = pred[end];
@@ -208,9 +219,10 @@ static int jv_square(const float *C, int64_t n, int64_t *x_out) {
     s.pred = lp_malloc((size_t)n * sizeof(int64_t));
     s.v = lp_malloc((size_t)n * sizeof(double));
     s.d = lp_malloc((size_t)n * sizeof(double));
+    s.vk = lp_malloc((size_t)n * sizeof(double));
     int64_t *matches = lp_calloc((size_t)n, sizeof(int64_t));
     int rc = LP_OK;
-    if (!s.x || !s.y || !s.free_rows || !s.cols || !s.pred || !s.v || !s.d || !matches) {
+    if (!s.x || !s.y || !s.free_rows || !s.cols || !s.pred || !s.v || !s.d || !s.vk || !matches) {
         rc = lp_fail(LP_ERR_NOMEM, "assignment: out of memory for n=%lld", (long long)n);
         goto done;
     }
@@ -228,6 +240,7 @@ done:
     free(s.pred);
     free(s.v);
     free(s.d);
+    free(s.vk);
     free(matches);
     return rc;
 }

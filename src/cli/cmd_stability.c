@@ -36,6 +36,12 @@ static int parse_taus(const char *s, lp_study_opts *o) {
     return LP_OK;
 }
 
+/* the last n characters of a long name (the distinctive end of a path) */
+static const char *tail(const char *s, size_t n) {
+    size_t l = strlen(s);
+    return l > n ? s + l - n : s;
+}
+
 static void print_summary(const lp_study *s, const lp_study_opts *o, const char *const *names,
                           const lp_tokenizer *tok) {
     const int n = s->n;
@@ -43,7 +49,7 @@ static void print_summary(const lp_study *s, const lp_study_opts *o, const char 
            o->tau, o->s_min);
     printf("  %-40s %8s %8s %8s\n", "SAE", "latents", "stable", "frac");
     for (int a = 0; a < n; a++)
-        printf("  %-40.40s %8lld %8lld %8.3f\n", names[a], (long long)s->st.F[a], (long long)s->n_stable[a],
+        printf("  %-40.40s %8lld %8lld %8.3f\n", tail(names[a], 40), (long long)s->st.F[a], (long long)s->n_stable[a],
                (double)s->n_stable[a] / (double)s->st.F[a]);
     printf("  fraction stable: %.3f (max matching)", s->sum.frac_stable);
     if (o->one_to_one) printf(", %.3f (one-to-one)", s->sum_hung.frac_stable);
@@ -54,11 +60,12 @@ static void print_summary(const lp_study *s, const lp_study_opts *o, const char 
     printf("\n");
     if (s->have_store) {
         printf("functional asymmetry (store rows; EV with only one group of latents kept)\n");
-        printf("  %-24s %8s %8s %8s %8s %8s %8s\n", "SAE", "EV full", "stable", "unstable", "L0 full", "stable",
-               "unstable");
+        printf("  %-24s %8s %8s %8s %8s %8s %8s %8s\n", "SAE", "EV full", "stable", "unstable", "matched", "L0 full",
+               "stable", "unstable");
         for (int a = 0; a < n; a++)
-            printf("  %-24.24s %8.4f %8.4f %8.4f %8.2f %8.2f %8.2f\n", names[a], s->ev_full[a], s->ev_stable[a],
-                   s->ev_unstable[a], s->l0_full[a], s->l0_stable[a], s->l0_unstable[a]);
+            printf("  %-24.24s %8.4f %8.4f %8.4f %8.4f %8.2f %8.2f %8.2f\n", tail(names[a], 24), s->ev_full[a], s->ev_stable[a],
+                   s->ev_unstable[a], s->ev_matched[a], s->l0_full[a], s->l0_stable[a], s->l0_unstable[a]);
+        printf("  (matched: a random set of unstable latents as large as the stable set)\n");
         printf("  by stability bin: %9s %8s %12s %12s %9s %9s\n", "stability", "latents", "freq mean", "freq median",
                "surface", "rare-surf");
         for (int k = 0; k < n; k++)
@@ -76,11 +83,11 @@ static void print_summary(const lp_study *s, const lp_study_opts *o, const char 
         }
     }
     if (s->have_ce) {
-        printf("CE with the SAE spliced in (nats; clean / zero-ablated / full / stable only / unstable only)\n");
+        printf("CE with the SAE spliced in (nats; clean / zero-ablated / full / stable only / unstable only / matched)\n");
         for (int a = 0; a < n; a++)
             if (isfinite(s->ce_full[a]))
-                printf("  %-24.24s %8.4f %8.4f %8.4f %8.4f %8.4f\n", names[a], s->ce_clean[a], s->ce_zero[a],
-                       s->ce_full[a], s->ce_stable[a], s->ce_unstable[a]);
+                printf("  %-24.24s %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f\n", tail(names[a], 24), s->ce_clean[a], s->ce_zero[a],
+                       s->ce_full[a], s->ce_stable[a], s->ce_unstable[a], s->ce_matched[a]);
     }
     if (s->rank > 0)
         printf("subspaces of the unstable latents (rank %d of d %d): overlap %.3f (median principal angle %.1f deg) vs "

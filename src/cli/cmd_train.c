@@ -59,7 +59,11 @@ static int stitch_into(lp_sae **s, const lp_sae *base) {
     return LP_OK;
 }
 
-int cmd_train(int argc, char **argv) {
+/* train_impl's argument arrays, freed by cmd_train on every return path */
+static char **g_cargs, **g_all;
+static int g_nc;
+
+static int train_impl(int argc, char **argv) {
     const char *store = NULL, *hook = NULL, *arch_s = NULL, *seeds_s = NULL, *out = NULL, *fmt_s = NULL,
                *bdec_s = NULL, *config = NULL;
     int d_sae = 0, k = 0, batch = 0, k_aux = 0, threads = 0, quiet = 0, resume = 0;
@@ -118,6 +122,7 @@ int cmd_train(int argc, char **argv) {
     all[0] = argv[0];
     for (int i = 0; i < nc; i++) all[1 + i] = cargs[i];
     for (int i = 1; i < argc; i++) all[nc + i] = argv[i];
+    g_cargs = cargs, g_nc = nc, g_all = all;
     int rc = cli_parse("train", syn, opts, argc + nc, all);
     if (rc) return rc == 1 ? 0 : rc;
     if ((rc = cli_require("train", "--store", store)) || (rc = cli_require("train", "--out", out))) return rc;
@@ -259,8 +264,15 @@ int cmd_train(int argc, char **argv) {
     free(seeds);
     lp_sae_free(base);
     lp_store_close_reader(st);
-    for (int i = 0; i < nc; i++) free(cargs[i]);
-    free(cargs);
-    free(all);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv) {
+    g_cargs = g_all = NULL;
+    g_nc = 0;
+    int rc = train_impl(argc, argv);
+    for (int i = 0; i < g_nc; i++) free(g_cargs[i]);
+    free(g_cargs);
+    free(g_all);
     return rc;
 }

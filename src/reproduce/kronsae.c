@@ -70,8 +70,8 @@ int lp_reproduce_kronsae(const lp_reproduce_opts *o, lp_report *r) {
                    "TinyStories (windows of %d); evaluation on the next %lld tokens (held out, byte %lld on). "
                    "Every SAE has F = %d latents and k = %d, %lld training tokens, batch 1024, Adam, AuxK, "
                    "seed 1. KronSAE: n = %d, h = F/(m·n) heads; its encoder is one GEMM with h(m+n) rows "
-                   "([P; Q]), and its top-k enumerates only heads whose largest product can reach the k-th "
-                   "largest head maximum (no dense B x F product).",
+                   "([P; Q]), and its top-k enumerates only the (head, p-factor) rows whose largest product "
+                   "can reach the k-th largest row maximum (no dense B x F product).",
                    env.hook, (long long)harvest, ctx, (long long)eval, (long long)end, F, K, (long long)train, n);
     static const char *const h1[] = {"SAE",
                                      "heads x m x n",

@@ -38,6 +38,7 @@ void lp_study_free(lp_study *s) {
     lp_stability_free(&s->st);
     void *ptrs[] = {s->score, s->score_hung, s->n_stable, s->ev_full, s->ev_stable, s->ev_unstable, s->l0_full,
                     s->l0_stable, s->l0_unstable, s->ce_clean, s->ce_zero, s->ce_full, s->ce_stable, s->ce_unstable,
+                    s->ev_matched, s->l0_matched, s->ce_matched,
                     s->freq, s->purity, s->modal_tok, s->rare_modal, s->top_tok, s->n_unstable, s->overlap,
                     s->angle_median, s->angle_min, s->ctrl_stable, s->ctrl_data};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) free(ptrs[i]);
@@ -124,12 +125,13 @@ static int store_part(lp_sae *const *saes, int n, const lp_study_opts *o, lp_stu
         goto done;
     }
     for (int a = 0; a < n && !rc; a++) {
-        const uint8_t *mk[2] = {masks[2 * a], masks[2 * a + 1]};
-        lp_latent_opts lo = {.start = 0, .rows = rows, .topn = topn, .n_masks = 2, .masks = mk};
+        const uint8_t *mk[3] = {masks[3 * a], masks[3 * a + 1], masks[3 * a + 2]};
+        lp_latent_opts lo = {.start = 0, .rows = rows, .topn = topn, .n_masks = 3, .masks = mk};
         lp_latent_stats ls;
         if ((rc = lp_latent_stats_compute(saes[a], st, &lo, &ls))) break;
         r->ev_full[a] = ls.ev, r->ev_stable[a] = ls.ev_mask[0], r->ev_unstable[a] = ls.ev_mask[1];
         r->l0_full[a] = ls.l0, r->l0_stable[a] = ls.l0_mask[0], r->l0_unstable[a] = ls.l0_mask[1];
+        r->ev_matched[a] = ls.ev_mask[2], r->l0_matched[a] = ls.l0_mask[2];
         const int64_t off = r->st.off[a];
         for (int64_t f = 0; f < r->st.F[a]; f++) {
             const int64_t g = off + f;
@@ -173,12 +175,12 @@ static int ce_part(lp_sae *const *saes, int n, const lp_study_opts *o, lp_study 
         lp_hook_point hp;
         int rc = lp_hook_parse(saes[a]->cfg.hook, o->model->cfg.n_layers, &hp);
         if (rc) return rc;
-        for (int g = 0; g < 3; g++) {
+        for (int g = 0; g < 4; g++) {
             lp_lm_eval_opts eo = {.tokens = o->eval_tokens, .ctx = o->ctx, .batch = 16, .skip_bytes = o->skip_bytes,
-                                  .keep = g == 0 ? NULL : masks[2 * a + g - 1]};
+                                  .keep = g == 0 ? NULL : masks[3 * a + g - 1]};
             lp_lm_eval_result er;
             if ((rc = lp_lm_eval(o->model, o->tok, saes[a], hp, o->data, &eo, &er))) return rc;
-            double *dst = g == 0 ? r->ce_full : g == 1 ? r->ce_stable : r->ce_unstable;
+            double *dst = g == 0 ? r->ce_full : g == 1 ? r->ce_stable : g == 2 ? r->ce_unstable : r->ce_matched;
             dst[a] = er.ce_sae;
             r->ce_clean[a] = er.ce_clean;
             r->ce_zero[a] = er.ce_zero;
@@ -326,13 +328,14 @@ int lp_study_run(lp_sae *const *saes, const char *const *names, int n, const lp_
     r->n_stable = lp_calloc((size_t)n, sizeof(int64_t));
     r->n_unstable = lp_calloc((size_t)n, sizeof(int64_t));
     double **arr[] = {&r->ev_full, &r->ev_stable, &r->ev_unstable, &r->l0_full, &r->l0_stable, &r->l0_unstable,
-                      &r->ce_clean, &r->ce_zero, &r->ce_full, &r->ce_stable, &r->ce_unstable, &r->ctrl_data};
+                      &r->ce_clean, &r->ce_zero, &r->ce_full, &r->ce_stable, &r->ce_unstable, &r->ctrl_data,
+                      &r->ev_matched, &r->l0_matched, &r->ce_matched};
     for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++)
         if (!(*arr[i] = nan_array(n))) rc = LP_ERR_NOMEM;
     double **arr2[] = {&r->overlap, &r->angle_median, &r->angle_min, &r->ctrl_stable};
     for (size_t i = 0; i < sizeof arr2 / sizeof arr2[0]; i++)
         if (!(*arr2[i] = nan_array((int64_t)n * n))) rc = LP_ERR_NOMEM;
-    uint8_t **masks = lp_calloc((size_t)2 * n, sizeof(uint8_t *));
+    uint8_t **masks = lp_calloc((size_t)3 * n, sizeof(uint8_t *)); /* per SAE: stable, unstable, matched */
     if (rc || !r->score || (o->one_to_one && !r->score_hung) || !r->n_stable || !r->n_unstable || !masks) {
         rc = LP_ERR_NOMEM;
         goto done;
@@ -353,17 +356,27 @@ int lp_study_run(lp_sae *const *saes, const char *const *names, int n, const lp_
     }
     for (int a = 0; a < n; a++) {
         const int64_t F = r->st.F[a];
-        masks[2 * a] = lp_malloc((size_t)F);
-        masks[2 * a + 1] = lp_malloc((size_t)F);
-        if (!masks[2 * a] || !masks[2 * a + 1]) {
+        masks[3 * a] = lp_malloc((size_t)F);
+        masks[3 * a + 1] = lp_malloc((size_t)F);
+        masks[3 * a + 2] = lp_calloc((size_t)F, 1);
+        if (!masks[3 * a] || !masks[3 * a + 1] || !masks[3 * a + 2]) {
             rc = LP_ERR_NOMEM;
             goto done;
         }
         for (int64_t f = 0; f < F; f++) {
             int s = r->score[r->st.off[a] + f] >= o->s_min;
-            masks[2 * a][f] = (uint8_t)s;
-            masks[2 * a + 1][f] = (uint8_t)!s;
+            masks[3 * a][f] = (uint8_t)s;
+            masks[3 * a + 1][f] = (uint8_t)!s;
             r->n_stable[a] += s;
+        }
+        /* control: as many unstable latents as there are stable ones, drawn at random */
+        int64_t want = r->n_stable[a], left = F - r->n_stable[a];
+        lp_rng rng;
+        lp_rng_seed(&rng, 1000 + (uint64_t)a);
+        for (int64_t f = 0; f < F && want > 0; f++) {
+            if (masks[3 * a][f]) continue;
+            if (lp_rng_below(&rng, (uint64_t)left) < (uint64_t)want) masks[3 * a + 2][f] = 1, want--;
+            left--;
         }
     }
     if (o->store && (rc = store_part(saes, n, o, r, masks))) goto done;
@@ -419,7 +432,7 @@ int lp_study_run(lp_sae *const *saes, const char *const *names, int n, const lp_
     rc = subspace_part(saes, n, o, r);
 done:
     if (masks)
-        for (int i = 0; i < 2 * n; i++) free(masks[i]);
+        for (int i = 0; i < 3 * n; i++) free(masks[i]);
     free(masks);
     if (rc) lp_study_free(r);
     return rc;
@@ -534,11 +547,14 @@ int lp_study_write(const lp_study *s, const lp_study_opts *o, const char *const 
         add_num(e, "l0_full", s->l0_full[a]);
         add_num(e, "l0_stable_only", s->l0_stable[a]);
         add_num(e, "l0_unstable_only", s->l0_unstable[a]);
+        add_num(e, "ev_matched_unstable_subset", s->ev_matched[a]);
+        add_num(e, "l0_matched_unstable_subset", s->l0_matched[a]);
         add_num(e, "ce_clean", s->ce_clean[a]);
         add_num(e, "ce_zero", s->ce_zero[a]);
         add_num(e, "ce_full", s->ce_full[a]);
         add_num(e, "ce_stable_only", s->ce_stable[a]);
         add_num(e, "ce_unstable_only", s->ce_unstable[a]);
+        add_num(e, "ce_matched_unstable_subset", s->ce_matched[a]);
         cJSON_AddItemToArray(sae, e);
     }
     cJSON *sm = cJSON_AddObjectToObject(j, "summary");

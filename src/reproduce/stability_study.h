@@ -56,6 +56,8 @@ typedef struct {
     int have_store, have_ce;
     double *ev_full, *ev_stable, *ev_unstable, *l0_full, *l0_stable, *l0_unstable;
     double *ce_clean, *ce_zero, *ce_full, *ce_stable, *ce_unstable;
+    /* control: a random subset of the unstable latents as large as the stable set */
+    double *ev_matched, *l0_matched, *ce_matched;
     /* per latent [total] (store) */
     float *freq, *purity;
     int32_t *modal_tok;

@@ -78,11 +78,5 @@ int lp_select_topk_rows(const float *pre, const float *b_enc, int B, int F, int 
 /* per-row entries with pre + b_enc > thr[f] (thr_scalar used when thr NULL). */
 int lp_select_threshold(const float *pre, const float *b_enc, int B, int F, const float *thr,
                         float thr_scalar, lp_sae_codes *c);
-/* k-th largest (1-based) of a[0..n) by quickselect; reorders a. */
-float lp_kth_largest(float *a, int n, int k);
-/* The k best of nc candidates (cv values, ci latent ids; both reordered) into
- * ov/oi sorted by descending value, ties by ascending latent; returns the
- * count (min(k, nc)). tmp holds nc floats. */
-int lp_topk_pick(float *cv, int32_t *ci, int nc, int k, float *tmp, float *ov, int32_t *oi);
 
 #endif

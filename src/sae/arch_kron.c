@@ -14,11 +14,12 @@
  * row maxima are real, distinct latents, so when k < h·m the k-th largest of
  * them, t0, bounds the k-th largest latent from below. Only rows whose
  * maximum reaches t0 are enumerated (a few more than k), and √ is taken only
- * for the candidates: O(h(m+n)) per row plus the candidates. The k best are then picked with
- * the same rule as lp_select_topk_rows (descending value, ties by lower id),
- * so the result equals a dense top-k over the F products exactly; both
- * selections use a k-element min-heap (few, well-predicted branches). AuxK's
- * selection among dead latents enumerates every product (O(F) per row, no d).
+ * for the candidates: O(h(m+n)) per row plus the candidates. The k best are
+ * then picked with the same rule as lp_select_topk_rows (descending value,
+ * ties by lower id), so the result equals a dense top-k over the F products
+ * exactly; both selections use a k-element min-heap (few, well-predicted
+ * branches). AuxK's selection among dead latents enumerates every product
+ * (O(F) per row, no d).
  *
  * Backward (enc_backward): for an entry with value z, ∂z/∂p = q / (2 max(z,
  * 1e-6)) and ∂z/∂q = p / (2 max(z, 1e-6)) — the √ gradient, guarded where
@@ -31,7 +32,6 @@
 #include "sae/arch.h"
 
 #define MAND_EPS 1e-6f
-
 
 typedef struct {
     float *pq, *mx, *tmp, *cv;
@@ -83,7 +83,7 @@ static void sift_p(float *v, int32_t *id, int n, int i) {
     }
 }
 
-/* the k best of nc candidates into ov/oi, best first (as lp_topk_pick) */
+/* the k best of nc candidates into ov/oi, best first (ties: lower id first) */
 static int pick_heap(const float *cv, const int32_t *ci, int nc, int k, float *ov, int32_t *oi) {
     int n = nc < k ? nc : k;
     memcpy(ov, cv, (size_t)n * sizeof(float));

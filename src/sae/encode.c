@@ -64,8 +64,6 @@ static float kth_largest(float *a, int n, int k) {
     return a[want];
 }
 
-float lp_kth_largest(float *a, int n, int k) { return kth_largest(a, n, k); }
-
 enum { BLK = 16 };
 
 /* Top-k of relu(p + b) over allowed latents for one row, exact, in
@@ -111,10 +109,6 @@ static int topk_row(const float *p, const float *b, int F, int k, const uint8_t 
             }
         }
     }
-    return lp_topk_pick(cv, ci, nc, k, tmp, ov, oi);
-}
-
-int lp_topk_pick(float *cv, int32_t *ci, int nc, int k, float *tmp, float *ov, int32_t *oi) {
     int n = nc;
     if (nc > k) {
         memcpy(tmp, cv, (size_t)nc * sizeof(float));

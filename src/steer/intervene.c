@@ -154,7 +154,9 @@ int lp_steer_hooks(lp_steer *st, const lp_model *m, int max_rows, lp_hooks *hook
     }
     for (int j = 0; j < st->n_sites; j++) {
         lp_steer_site *s = &st->site[j];
-        const size_t F = (size_t)s->sae->cfg.d_sae;
+        /* pre-activation columns: d_sae, or the stacked encoder rows of a KronSAE */
+        const int64_t er = lp_sae_enc_rows(s->sae);
+        const size_t F = (size_t)(er > s->sae->cfg.d_sae ? er : s->sae->cfg.d_sae);
         s->cap_rows = max_rows;
         s->rows = lp_malloc((size_t)max_rows * sizeof(int64_t));
         if (!s->rows) return LP_ERR_NOMEM;
