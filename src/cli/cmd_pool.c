@@ -71,10 +71,7 @@ int cmd_pool(int argc, char **argv) {
         goto fail;
     }
     for (int i = 0; i < np; i++)
-        if (lp_sae_load(&saes[i], pos[i], 0)) {
-            lp_fail_prefix(LP_ERR_ARG, pos[i]);
-            goto fail;
-        }
+        if (lp_sae_load(&saes[i], pos[i], 0)) goto fail; /* the message names the directory */
     if (lp_stability_check((const lp_sae *const *)saes, (const char *const *)pos, np)) goto fail;
     if (lp_stability_match(&sm, (const lp_sae *const *)saes, np, LP_MATCH_DEC, 0)) goto fail;
     lp_pool_opts po = {.tau = tau, .size = size};

@@ -162,10 +162,7 @@ int cmd_stability(int argc, char **argv) {
         goto fail;
     }
     for (int i = 0; i < np; i++)
-        if (lp_sae_load(&saes[i], pos[i], 0)) {
-            lp_fail_prefix(LP_ERR_ARG, pos[i]);
-            goto fail;
-        }
+        if (lp_sae_load(&saes[i], pos[i], 0)) goto fail; /* the message names the directory */
     if (lp_stability_check((const lp_sae *const *)saes, (const char *const *)pos, np)) goto fail;
     int64_t maxF = 0;
     for (int i = 0; i < np; i++) maxF = saes[i]->cfg.d_sae > maxF ? saes[i]->cfg.d_sae : maxF;

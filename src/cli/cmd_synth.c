@@ -90,10 +90,7 @@ int cmd_synth(int argc, char **argv) {
     if (lp_synth_load(&s, truth)) goto fail;
     saes = calloc((size_t)np, sizeof *saes);
     for (int i = 0; i < np; i++)
-        if (lp_sae_load(&saes[i], pos[i], s->cfg.d)) {
-            lp_fail_prefix(LP_ERR_ARG, pos[i]);
-            goto fail;
-        }
+        if (lp_sae_load(&saes[i], pos[i], s->cfg.d)) goto fail; /* the message names the directory */
     lp_synth_eval ev;
     lp_synth_eval_opts eo = {.iso_tau = iso_tau, .inside_min = inside, .tau = tau, .s_min = s_min};
     if (lp_synth_evaluate(s, saes, np, &eo, &ev)) goto fail;

@@ -392,6 +392,13 @@ int lp_reproduce_stability(const lp_reproduce_opts *o, lp_report *r) {
     for (int A = 0; A < 2; A++)
         lp_report_rowf(r, "%s|%d (of %d)|%.3f|%.3f / %.3f|%.3f|%.3f", lp_sae_arch_name(archs[A]), ar[A].rank, m->cfg.dim,
                        ar[A].overlap, ar[A].rand_mean, ar[A].rand_p95, ar[A].ctrl_stable, ar[A].ctrl_data);
+    lp_report_text(r, "Reading the controls: random subspaces are the baseline the claim names; the data's own top-r "
+                      "principal subspace is a stricter one (directions every seed must use). Unstable subspaces "
+                      "overlap each other %s than they overlap the data PCA subspace (TopK %.3f vs %.3f, BatchTopK %.3f "
+                      "vs %.3f), and %s than they overlap the other seeds' stable subspaces.",
+                   ar[0].overlap > ar[0].ctrl_data && ar[1].overlap > ar[1].ctrl_data ? "more" : "not more",
+                   ar[0].overlap, ar[0].ctrl_data, ar[1].overlap, ar[1].ctrl_data,
+                   ar[0].overlap > ar[0].ctrl_stable && ar[1].overlap > ar[1].ctrl_stable ? "more" : "not more");
     /* ---- synthetic model ------------------------------------------------------ */
     t_phase = lp_now();
     lp_synth_pipeline_opts sp;
