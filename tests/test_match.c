@@ -220,7 +220,6 @@ static void test_python(void) {
         snprintf(p1, sizeof p1, "%s/C%d.col", dir, s);
         int64_t *sc = slurp(p1, (size_t)n * sizeof(int64_t));
         snprintf(p1, sizeof p1, "%s/C%d.total", dir, s);
-        char *tt = slurp(p1, 0) ? NULL : NULL;
         char *txt = NULL;
         lp_read_file(p1, &txt, NULL);
         double stot = txt ? atof(txt) : NAN;
@@ -233,7 +232,7 @@ static void test_python(void) {
         }
         CHECK(fabs(tot - stot) <= 1e-5 * (1 + fabs(stot)), "%lldx%lld: total %.9g vs scipy %.9g", (long long)n,
               (long long)m, tot, stot);
-        free(C), free(col), free(sc), free(txt), free(tt);
+        free(C), free(col), free(sc), free(txt);
     }
     /* max cosine vs numpy: 2500 × 9100 rows of d = 24 (several tiles) */
     int64_t na = 2500, nb = 9100;

@@ -4,17 +4,12 @@ max-cosine (both directions) and scipy's linear_sum_assignment.
   match_ref.py assign C.f32 N M OUT      minimise: writes OUT.col (int64 [N]) and OUT.total (text)
   match_ref.py maxcos A.f32 NA B.f32 NB D OUT
                                          writes OUT.best_a/.arg_a/.best_b/.arg_b
-  match_ref.py sae DIR_A DIR_B OUT       decoders of two SAE dirs (safetensors):
-                                         max-cosine + one-to-one on -cos, as above
 """
-import os
 import sys
 import time
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def maxcos(A, B, out):
@@ -39,16 +34,6 @@ def assign(C, out):
         f.write("%.10g %.6f\n" % (C[r, c].astype(np.float64).sum(), dt))
 
 
-def load_dec(d):
-    from st_np import load
-
-    for name in ("sae_weights.safetensors", "sae.safetensors"):
-        p = os.path.join(d, name)
-        if os.path.exists(p):
-            return load(p)["W_dec"].astype(np.float32)
-    raise SystemExit("no weights in " + d)
-
-
 def main():
     cmd = sys.argv[1]
     if cmd == "assign":
@@ -60,10 +45,6 @@ def main():
         A = np.fromfile(sys.argv[2], dtype=np.float32).reshape(na, d)
         B = np.fromfile(sys.argv[4], dtype=np.float32).reshape(nb, d)
         maxcos(A, B, sys.argv[7])
-    elif cmd == "sae":
-        A, B = load_dec(sys.argv[2]), load_dec(sys.argv[3])
-        S = maxcos(A, B, sys.argv[4])
-        assign((-S).astype(np.float32), sys.argv[4])
     else:
         raise SystemExit("unknown command " + cmd)
 
