@@ -274,5 +274,8 @@ int cmd_train(int argc, char **argv) {
     for (int i = 0; i < g_nc; i++) free(g_cargs[i]);
     free(g_cargs);
     free(g_all);
+    /* --sites re-enters cmd_train once per site: leave nothing to free twice */
+    g_cargs = g_all = NULL;
+    g_nc = 0;
     return rc;
 }
