@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "loupe/base.h"
+#include "reproduce/reproduce.h"
 
 static int set_value(const char *cmd, const cli_opt *o, const char *v) {
     char *end;
@@ -109,28 +110,6 @@ int cli_require(const char *cmd, const char *flag, const char *value) {
 }
 
 const char *cli_shared_path(const char *rel) {
-    static char buf[4][4096];
-    static int k = 0;
-    k = (k + 1) % 4;
-    const char *env = getenv("LOUPE_SHARED");
-    if (env) {
-        snprintf(buf[k], sizeof buf[k], "%s/%s", env, rel);
-        if (lp_file_exists(buf[k])) return buf[k];
-    }
-    snprintf(buf[k], sizeof buf[k], "../shared/%s", rel);
-    if (lp_file_exists(buf[k])) return buf[k];
-    char exe[2048];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) { /* <root>/build/loupe -> <root>/../shared */
-        exe[n] = 0;
-        for (int up = 0; up < 2; up++) {
-            char *sl = strrchr(exe, '/');
-            if (sl) *sl = 0;
-        }
-        snprintf(buf[k], sizeof buf[k], "%s/../shared/%s", exe, rel);
-        if (lp_file_exists(buf[k])) return buf[k];
-    }
-    const char *home = getenv("HOME");
-    snprintf(buf[k], sizeof buf[k], "%s/.cache/loupe/%s", home ? home : ".", rel);
-    return buf[k];
+    /* one search order for the whole program: see src/reproduce/common.c */
+    return lp_reproduce_shared(NULL, rel);
 }
