@@ -50,7 +50,7 @@ static const struct {
     {"serve", cmd_serve, "the feature dashboard over HTTP (127.0.0.1, read-only)"},
     {"report", cmd_report, "the feature dashboard as static HTML files (report --html OUT --dir RUN)"},
     {"reproduce", cmd_reproduce, "reproduce a paper's experiment and write a report"},
-    {"convert", cmd_convert, "convert a model (llama2.c checkpoint -> Hugging Face directory)"},
+    {"convert", cmd_convert, "convert a model between the llama2.c and Hugging Face formats"},
     {"flow", cmd_flow, "feature flow across layers: match site SAEs by decoder cosine, classes, graphs"},
     {"steer", cmd_steer, "generate with SAE-feature interventions; --eval measures the behaviour change"},
     {"lens", cmd_lens, "logit lens of a direction (decoder row, vector, mean difference): top tokens"},
