@@ -27,6 +27,9 @@ typedef struct {
     double seconds;
 } lp_harvest_result;
 
+/* The validation both harvests share (see harvest.c); used by generate.c. */
+int lp_harvest_prepare(const lp_model *m, const lp_tokenizer *tok, const lp_harvest_opts *o, lp_hook_point *pts,
+                       int *dims, char msha[65], char dsha[65], char tsha[65]);
 int lp_harvest(const lp_model *m, const lp_tokenizer *tok, const lp_harvest_opts *o, const char *out_dir,
                lp_harvest_result *res);
 

@@ -53,24 +53,10 @@ int lp_harvest_generate(const lp_model *m, const lp_tokenizer *tok, const lp_har
         return lp_fail(LP_ERR_ARG, "harvest: --prompt-tokens %d must be in 1..%d (ctx - 2)", P, T - 2);
     if (!(go->temperature >= 0) || !(go->top_p > 0 && go->top_p <= 1))
         return lp_fail(LP_ERR_ARG, "harvest: --temperature must be >= 0 and --top-p in (0, 1]");
-    if (lp_tokenizer_vocab_size(tok) != m->cfg.vocab_size)
-        return lp_fail(LP_ERR_ARG, "harvest: tokenizer has %d tokens, model %d", lp_tokenizer_vocab_size(tok),
-                       m->cfg.vocab_size);
     lp_hook_point pts[LP_MAX_HOOKS];
     int dims[LP_MAX_HOOKS];
-    for (int h = 0; h < H; h++) {
-        int rc = lp_hook_parse(o->hooks[h], m->cfg.n_layers, &pts[h]);
-        if (rc) return rc;
-        dims[h] = D;
-        for (int g = 0; g < h; g++)
-            if (strcmp(o->hooks[g], o->hooks[h]) == 0)
-                return lp_fail(LP_ERR_ARG, "harvest: hook %s given twice", o->hooks[h]);
-    }
     char msha[65] = "", dsha[65] = "", tsha[65] = "";
-    int rc = LP_OK;
-    if (!lp_is_dir(o->model_path)) rc = lp_sha256_file(o->model_path, msha);
-    if (!rc) rc = lp_sha256_file(o->data_path, dsha);
-    if (!rc && o->tokenizer_path) rc = lp_sha256_file(o->tokenizer_path, tsha);
+    int rc = lp_harvest_prepare(m, tok, o, pts, dims, msha, dsha, tsha);
     if (rc) return rc;
 
     const int64_t N = (int64_t)B * T;

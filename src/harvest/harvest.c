@@ -26,19 +26,14 @@ static int capture_hook(float *act, const lp_hook_ctx *ctx, void *user) {
     return LP_OK;
 }
 
-int lp_harvest(const lp_model *m, const lp_tokenizer *tok, const lp_harvest_opts *o, const char *out_dir,
-               lp_harvest_result *res) {
-    memset(res, 0, sizeof *res);
-    const int B = o->batch, T = o->ctx, D = m->cfg.dim, H = o->n_hooks;
-    if (H <= 0 || H > LP_MAX_HOOKS) return lp_fail(LP_ERR_ARG, "harvest: need 1..%d hooks", LP_MAX_HOOKS);
-    if (o->tokens <= 0) return lp_fail(LP_ERR_ARG, "harvest: --tokens must be positive");
-    if (T > m->cfg.seq_len)
-        return lp_fail(LP_ERR_ARG, "harvest: --ctx %d exceeds the model's context %d", T, m->cfg.seq_len);
+/* Checks shared by both harvests: tokenizer vocabulary, hook names (parsed
+ * into pts, widths into dims, no duplicates), and the SHA-256 of the inputs. */
+int lp_harvest_prepare(const lp_model *m, const lp_tokenizer *tok, const lp_harvest_opts *o, lp_hook_point *pts,
+                       int *dims, char msha[65], char dsha[65], char tsha[65]) {
+    const int H = o->n_hooks, D = m->cfg.dim;
     if (lp_tokenizer_vocab_size(tok) != m->cfg.vocab_size)
         return lp_fail(LP_ERR_ARG, "harvest: tokenizer has %d tokens, model %d", lp_tokenizer_vocab_size(tok),
                        m->cfg.vocab_size);
-    lp_hook_point pts[LP_MAX_HOOKS];
-    int dims[LP_MAX_HOOKS];
     for (int h = 0; h < H; h++) {
         int rc = lp_hook_parse(o->hooks[h], m->cfg.n_layers, &pts[h]);
         if (rc) return rc;
@@ -47,11 +42,26 @@ int lp_harvest(const lp_model *m, const lp_tokenizer *tok, const lp_harvest_opts
             if (strcmp(o->hooks[g], o->hooks[h]) == 0)
                 return lp_fail(LP_ERR_ARG, "harvest: hook %s given twice", o->hooks[h]);
     }
-    char msha[65] = "", dsha[65] = "", tsha[65] = "";
     int rc = LP_OK;
     if (!lp_is_dir(o->model_path)) rc = lp_sha256_file(o->model_path, msha);
     if (!rc) rc = lp_sha256_file(o->data_path, dsha);
     if (!rc && o->tokenizer_path) rc = lp_sha256_file(o->tokenizer_path, tsha);
+    if (rc) return rc;
+    return LP_OK;
+}
+
+int lp_harvest(const lp_model *m, const lp_tokenizer *tok, const lp_harvest_opts *o, const char *out_dir,
+               lp_harvest_result *res) {
+    memset(res, 0, sizeof *res);
+    const int B = o->batch, T = o->ctx, D = m->cfg.dim, H = o->n_hooks;
+    if (H <= 0 || H > LP_MAX_HOOKS) return lp_fail(LP_ERR_ARG, "harvest: need 1..%d hooks", LP_MAX_HOOKS);
+    if (o->tokens <= 0) return lp_fail(LP_ERR_ARG, "harvest: --tokens must be positive");
+    if (T > m->cfg.seq_len)
+        return lp_fail(LP_ERR_ARG, "harvest: --ctx %d exceeds the model's context %d", T, m->cfg.seq_len);
+    lp_hook_point pts[LP_MAX_HOOKS];
+    int dims[LP_MAX_HOOKS];
+    char msha[65] = "", dsha[65] = "", tsha[65] = "";
+    int rc = lp_harvest_prepare(m, tok, o, pts, dims, msha, dsha, tsha);
     if (rc) return rc;
 
     lp_runner *r = NULL;
